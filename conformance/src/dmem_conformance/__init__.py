@@ -1,0 +1,1 @@
+"""dmem-conformance (work in progress)."""

@@ -1,0 +1,1 @@
+"""pytest11 entry of dmem-conformance."""

@@ -1,0 +1,75 @@
+"""dmem: one async key-value (and vector) memory API over pluggable backends.
+
+    import dmem
+    kv = await dmem.open("memory://")
+    await kv.set("user:1", {"name": "Ada"}, ttl=60, tags={"team": "x"})
+
+See docs/ for the contract, the plugin-author guide and the backends.
+"""
+
+from __future__ import annotations
+
+from ._codec import decode, encode
+from ._health import HealthStatus, redact_url
+from ._open import create_provider, default_url, open
+from ._options import ProviderOptions
+from ._pattern import Pattern, compile_pattern
+from ._registry import EmbedderSpec, MiddlewareSpec, PluginInfo, ProviderSpec, registry
+from ._store import Store
+from ._system import MemorySystem
+from .errors import (
+    CorruptValueError,
+    DmemError,
+    InvalidArgumentError,
+    InvalidKeyError,
+    InvalidPatternError,
+    InvalidValueError,
+    KeyNotFoundError,
+    NotInitializedError,
+    PluginNotFoundError,
+    ProviderError,
+    ProviderUnavailableError,
+)
+from .hookspecs import hookimpl
+from .middleware import Cache, Compression, Wrapper
+from .provider import BaseKVProvider, Entry, KVProvider
+
+__all__ = [
+    "BaseKVProvider",
+    "Cache",
+    "Compression",
+    "CorruptValueError",
+    "DmemError",
+    "EmbedderSpec",
+    "Entry",
+    "HealthStatus",
+    "InvalidArgumentError",
+    "InvalidKeyError",
+    "InvalidPatternError",
+    "InvalidValueError",
+    "KVProvider",
+    "KeyNotFoundError",
+    "MemorySystem",
+    "MiddlewareSpec",
+    "NotInitializedError",
+    "Pattern",
+    "PluginInfo",
+    "PluginNotFoundError",
+    "ProviderError",
+    "ProviderOptions",
+    "ProviderSpec",
+    "ProviderUnavailableError",
+    "Store",
+    "Wrapper",
+    "compile_pattern",
+    "create_provider",
+    "decode",
+    "default_url",
+    "encode",
+    "hookimpl",
+    "open",
+    "redact_url",
+    "registry",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,114 @@
+"""Value <-> bytes, done once, in the core, so every backend stores the same bytes.
+
+Format (documented in docs/contract.md, "Stored format"):
+
+* A JSON-shaped value is stored as its compact UTF-8 JSON text, so other tools
+  can read it. JSON text never starts with a NUL byte.
+* Anything else starts with ``MARKER`` (``b"\\x00"``) and one tag byte:
+
+  - ``b"\\x00B"`` + raw bytes: a top-level ``bytes`` value;
+  - ``b"\\x00Z"`` + ...: written by the Compression middleware (see there).
+
+  Tag bytes are reserved for the core and its built-in middleware; an unknown
+  tag is a :class:`CorruptValueError`, never a guess.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import orjson
+
+from .errors import CorruptValueError, InvalidValueError
+
+__all__ = ["BYTES_TAG", "COMPRESSED_TAG", "MARKER", "MAX_DEPTH", "decode", "encode"]
+
+MARKER = b"\x00"
+BYTES_TAG = b"\x00B"
+COMPRESSED_TAG = b"\x00Z"
+MAX_DEPTH = 64
+_INT_MIN = -(2**63)
+_INT_MAX = 2**63 - 1
+_BYTES_LIKE = (bytes, bytearray, memoryview)
+
+
+def encode(value: object) -> bytes:
+    """Encode a value; raises :class:`InvalidValueError` for anything not storable."""
+    kind = type(value)
+    # Fast paths for the common scalars.
+    if kind is str:
+        try:
+            return orjson.dumps(value)
+        except orjson.JSONEncodeError:
+            raise InvalidValueError("str value contains a lone surrogate") from None
+    if kind is bytes:
+        return BYTES_TAG + value  # type: ignore[operator]
+    if kind is bytearray or kind is memoryview:
+        return BYTES_TAG + bytes(value)  # type: ignore[call-overload]
+    if kind is dict or kind is list or kind is tuple:
+        _check_container(value, 1)
+    else:
+        _check_scalar(value)
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError as exc:  # lone surrogates in a nested str or dict key
+        raise InvalidValueError(f"value cannot be stored: {exc}") from None
+
+
+def decode(data: bytes) -> Any:
+    """Decode stored bytes; raises :class:`CorruptValueError` when they are not a dmem value."""
+    if data[:1] == MARKER:
+        tag = data[:2]
+        if tag == BYTES_TAG:
+            return data[2:]
+        if tag == COMPRESSED_TAG:
+            raise CorruptValueError(
+                "value is compressed: read it through the Compression middleware"
+            )
+        raise CorruptValueError(f"unknown value marker {tag!r}")
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise CorruptValueError(f"stored bytes are not a dmem value: {exc}") from None
+
+
+def _check_scalar(value: object) -> None:
+    kind = type(value)
+    if value is None or kind is bool or kind is str:
+        return
+    if kind is int:
+        if not _INT_MIN <= value <= _INT_MAX:  # type: ignore[operator]
+            raise InvalidValueError(f"int {value!r} is outside the signed 64-bit range")
+        return
+    if kind is float:
+        if not math.isfinite(value):  # type: ignore[arg-type]
+            raise InvalidValueError(f"float {value!r} is not finite")
+        return
+    if isinstance(value, _BYTES_LIKE):
+        raise InvalidValueError("bytes are storable only as the top-level value")
+    raise InvalidValueError(
+        f"values of type {kind.__name__} cannot be stored "
+        "(None, bool, int, float, str, bytes, list, tuple, dict with str keys)"
+    )
+
+
+def _check_container(value: object, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise InvalidValueError(f"value is nested deeper than {MAX_DEPTH} levels")
+    if type(value) is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                raise InvalidValueError(f"dict keys must be str, got {type(key).__name__}")
+            kind = type(item)
+            if kind is dict or kind is list or kind is tuple:
+                _check_container(item, depth + 1)
+            elif kind is not str:
+                _check_scalar(item)
+    else:
+        for item in value:  # type: ignore[attr-defined]
+            kind = type(item)
+            if kind is dict or kind is list or kind is tuple:
+                _check_container(item, depth + 1)
+            elif kind is not str:
+                _check_scalar(item)

@@ -1,0 +1,151 @@
+"""``dmem.open(url)``: from a URL to an initialized :class:`Store`.
+
+The URL's scheme picks the provider registered by a plugin; its query
+parameters become options, merged with keyword arguments (giving one option
+both ways is an error). Without a URL, ``DMEM_URL`` is used, and without that
+the embedded default: a SQLite file in the user's data directory
+(``default_url()``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qsl
+
+from ._health import redact_url
+from ._registry import EXTRA_FOR_SCHEME, ProviderKind, Registry, registry
+from ._store import Store
+from .errors import InvalidArgumentError, PluginNotFoundError
+
+__all__ = ["create_provider", "default_url", "open", "resolve_middleware", "split_url"]
+
+
+def default_url() -> str:
+    """The embedded default store: ``sqlite:///<user data dir>/dmem/default.db``.
+
+    The directory is ``platformdirs.user_data_dir("dmem")`` (on Linux
+    ``~/.local/share/dmem``); it is created when first opened.
+    """
+    import platformdirs
+
+    return f"sqlite:///{Path(platformdirs.user_data_dir('dmem')) / 'default.db'}"
+
+
+def split_url(url: str) -> tuple[str, str, dict[str, str]]:
+    """``(scheme, url without query, query options)``; raises InvalidArgumentError."""
+    if not isinstance(url, str) or "://" not in url:
+        raise InvalidArgumentError(
+            f"not a dmem URL: {redact_url(url) if isinstance(url, str) else url!r} "
+            "(expected scheme://..., e.g. memory:// or sqlite:///path.db)"
+        )
+    scheme = url.split("://", 1)[0].lower()
+    base, _, query = url.partition("?")
+    options: dict[str, str] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name in options:
+            raise InvalidArgumentError(f"URL option {name!r} is given twice")
+        options[name] = value
+    return scheme, base, options
+
+
+def create_provider(
+    url: str,
+    options: dict[str, Any],
+    *,
+    kind: ProviderKind = "kv",
+    reg: Registry | None = None,
+) -> Any:
+    """Build (not initialize) the provider of ``kind`` for ``url``."""
+    scheme, base, query_options = split_url(url)
+    for name in query_options.keys() & options.keys():
+        raise InvalidArgumentError(f"option {name!r} is given both in the URL and as an argument")
+    merged: dict[str, Any] = {**query_options, **options}
+    reg = reg or registry()
+    spec = reg.provider_for(kind, scheme)
+    if spec is None:
+        raise PluginNotFoundError(_missing_plugin_message(reg, kind, scheme))
+    return spec.factory(base, merged)
+
+
+def _missing_plugin_message(reg: Registry, kind: ProviderKind, scheme: str) -> str:
+    extra = EXTRA_FOR_SCHEME.get(scheme)
+    message = f"no installed dmem plugin provides {kind} URLs of scheme '{scheme}://'"
+    if extra:
+        message += f"; install it with: pip install 'dmem[{extra}]'"
+    known = sorted(s for (k, s) in reg.providers if k == kind)
+    message += f" (installed {kind} schemes: {', '.join(known) or 'none'})"
+    failed = reg.failed_plugins()
+    if failed:
+        message += "; plugins that failed to load: " + ", ".join(
+            f"{p.name} ({p.error})" for p in failed
+        )
+    return message
+
+
+def resolve_middleware(middleware: Sequence[Any]) -> list[Any]:
+    """Middleware specs from instances (``Cache(ttl=5)``) or registered names (``"cache"``)."""
+    resolved: list[Any] = []
+    for item in middleware:
+        if isinstance(item, str):
+            spec = registry().middleware.get(item)
+            if spec is None:
+                known = ", ".join(sorted(registry().middleware))
+                raise PluginNotFoundError(f"no middleware named {item!r} (installed: {known})")
+            item = spec.factory()
+        if not callable(getattr(item, "wrap", None)):
+            raise InvalidArgumentError(f"{item!r} is not a middleware (it has no wrap(inner))")
+        resolved.append(item)
+    return resolved
+
+
+class _Opening:
+    """What ``dmem.open`` returns: await it, or use it with ``async with``."""
+
+    def __init__(self, url: str | None, middleware: Sequence[Any], options: dict[str, Any]) -> None:
+        self._url = url
+        self._middleware = middleware
+        self._options = options
+        self._store: Store | None = None
+
+    async def _open(self) -> Store:
+        url = self._url or os.environ.get("DMEM_URL") or default_url()
+        provider = create_provider(url, dict(self._options))
+        store = Store(provider, middleware=resolve_middleware(self._middleware), url=url)
+        await store.initialize()
+        return store
+
+    def __await__(self) -> Generator[Any, None, Store]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> Store:
+        self._store = await self._open()
+        return self._store
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._store is not None:
+            await self._store.aclose()
+
+
+def open(  # noqa: A001 - dmem.open is the public name, like io.open
+    url: str | None = None,
+    /,
+    *,
+    middleware: Sequence[Any] = (),
+    **options: Any,
+) -> _Opening:
+    """Open an initialized key-value :class:`Store`.
+
+    ``kv = await dmem.open("redis://localhost/0", namespace="app")`` or
+    ``async with dmem.open("memory://") as kv: ...``. ``middleware`` is a list,
+    outermost first, of instances (``Cache(ttl=60)``) or registered names.
+    """
+    return _Opening(url, middleware, options)

@@ -1,0 +1,395 @@
+"""The :class:`Store` users hold: validates, encodes once, runs the middleware chain.
+
+Every call checks its arguments before any I/O, then hands bytes to the top of
+the provider chain (outermost middleware, or the provider itself). Any
+exception from below that is not a :class:`DmemError` is wrapped in a
+:class:`ProviderError` with the original as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from ._codec import decode, encode
+from ._health import HealthStatus, redact_url
+from ._pattern import compile_pattern
+from ._validation import check_key, check_tags, ttl_to_ms
+from .errors import (
+    DmemError,
+    InvalidArgumentError,
+    NotInitializedError,
+    ProviderError,
+)
+from .provider import KVProvider
+
+__all__ = ["Store"]
+
+_NEW, _OPEN, _CLOSED = 0, 1, 2
+
+
+def _wrap(exc: Exception) -> ProviderError:
+    return ProviderError(f"backend error: {type(exc).__module__}.{type(exc).__name__}: {exc}")
+
+
+class Store:
+    """A key-value store over one provider and a middleware chain.
+
+    Get one with ``await dmem.open(url)``; or build it from a provider and
+    call :meth:`initialize` (or use ``async with``).
+    """
+
+    __slots__ = ("_provider", "_state", "_top", "middleware", "url")
+
+    def __init__(
+        self,
+        provider: KVProvider,
+        *,
+        middleware: Sequence[Any] = (),
+        url: str | None = None,
+    ) -> None:
+        self._provider = provider
+        self.middleware = tuple(middleware)
+        top: KVProvider = provider
+        # List order is outermost first, so wrap from the innermost outwards.
+        for mw in reversed(self.middleware):
+            top = mw.wrap(top)
+        self._top = top
+        self._state = _NEW
+        self.url = redact_url(url) if url else None
+
+    # --- lifecycle -------------------------------------------------------------------------
+    @property
+    def provider(self) -> KVProvider:
+        """The backend provider under the middleware."""
+        return self._provider
+
+    @property
+    def namespace(self) -> str:
+        return self._provider.namespace
+
+    async def initialize(self) -> None:
+        """Connect the chain. Idempotent; after :meth:`aclose` it raises NotInitializedError."""
+        if self._state == _OPEN:
+            return
+        if self._state == _CLOSED:
+            raise NotInitializedError("store is closed; open a new one")
+        try:
+            await self._top.initialize()
+        except DmemError:
+            raise
+        except Exception as exc:
+            raise _wrap(exc) from exc
+        self._state = _OPEN
+
+    async def aclose(self) -> None:
+        """Release the backend. Idempotent."""
+        if self._state == _CLOSED:
+            return
+        was_open = self._state == _OPEN
+        self._state = _CLOSED
+        if was_open:
+            try:
+                await self._top.aclose()
+            except DmemError:
+                raise
+            except Exception as exc:
+                raise _wrap(exc) from exc
+
+    async def __aenter__(self) -> Store:
+        await self.initialize()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def _not_open(self) -> NotInitializedError:
+        if self._state == _NEW:
+            return NotInitializedError("store is not initialized: await store.initialize() first")
+        return NotInitializedError("store is closed")
+
+    def __repr__(self) -> str:
+        where = self.url or type(self._provider).__name__
+        return f"<dmem.Store {where} namespace={self.namespace!r}>"
+
+    # --- single keys -----------------------------------------------------------------------
+    async def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key``, or ``default`` when it is not live."""
+        if self._state != _OPEN:
+            raise self._not_open()
+        check_key(key)
+        try:
+            data = await self._top.get(key)
+        except DmemError:
+            raise
+        except Exception as exc:
+            raise _wrap(exc) from exc
+        if data is None:
+            return default
+        return decode(data)
+
+    async def exists(self, key: str) -> bool:
+        if self._state != _OPEN:
+            raise self._not_open()
+        check_key(key)
+        try:
+            return await self._top.exists(key)
+        except DmemError:
+            raise
+        except Exception as exc:
+            raise _wrap(exc) from exc
+
+    async def set(
+        self,
+        key: str,
+        value: Any,
+        *,
+        ttl: float | None = None,
+        if_not_exists: bool = False,
+        tags: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Store ``value``, replacing value, tags and expiry; True if written."""
+        if self._state != _OPEN:
+            raise self._not_open()
+        check_key(key)
+        ttl_ms = None if ttl is None else ttl_to_ms(ttl)
+        tag_map = check_tags(tags) if tags else {}
+        _check_flag(if_not_exists)
+        data = encode(value)
+        try:
+            return await self._top.set(
+                key, data, ttl_ms=ttl_ms, if_not_exists=if_not_exists, tags=tag_map
+            )
+        except DmemError:
+            raise
+        except Exception as exc:
+            raise _wrap(exc) from exc
+
+    async def delete(self, key: str) -> bool:
+        if self._state != _OPEN:
+            raise self._not_open()
+        check_key(key)
+        try:
+            return await self._top.delete(key)
+        except DmemError:
+            raise
+        except Exception as exc:
+            raise _wrap(exc) from exc
+
+    # --- batches ---------------------------------------------------------------------------
+    async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """Values of the live keys among ``keys`` (duplicates allowed)."""
+        if self._state != _OPEN:
+            raise self._not_open()
+        unique = _unique_keys(keys)
+        if not unique:
+            return {}
+        try:
+            found = await self._top.get_many(unique)
+        except DmemError:
+            raise
+        except Exception as exc:
+            raise _wrap(exc) from exc
+        return {key: decode(data) for key, data in found.items()}
+
+    async def set_many(
+        self,
+        items: Mapping[str, Any] | Iterable[tuple[str, Any]],
+        *,
+        ttl: float | None = None,
+        if_not_exists: bool = False,
+        tags: Mapping[str, str] | None = None,
+    ) -> int:
+        """Store many values with the same options; nothing is written if one is invalid.
+
+        A key given twice keeps its last value. Returns how many keys were written.
+        """
+        if self._state != _OPEN:
+            raise self._not_open()
+        ttl_ms = None if ttl is None else ttl_to_ms(ttl)
+        tag_map = check_tags(tags) if tags else {}
+        _check_flag(if_not_exists)
+        pairs = items.items() if isinstance(items, Mapping) else items
+        encoded: dict[str, bytes] = {}
+        for pair in pairs:
+            if not isinstance(pair, tuple) or len(pair) != 2:
+                raise InvalidArgumentError("set_many takes a mapping or (key, value) pairs")
+            key, value = pair
+            check_key(key)
+            encoded[key] = encode(value)
+        if not encoded:
+            return 0
+        try:
+            return await self._top.set_many(
+                list(encoded.items()), ttl_ms=ttl_ms, if_not_exists=if_not_exists, tags=tag_map
+            )
+        except DmemError:
+            raise
+        except Exception as exc:
+            raise _wrap(exc) from exc
+
+    async def delete_many(self, keys: Iterable[str]) -> int:
+        """Remove ``keys``; returns how many distinct live keys were removed."""
+        if self._state != _OPEN:
+            raise self._not_open()
+        unique = _unique_keys(keys)
+        if not unique:
+            return 0
+        try:
+            return await self._top.delete_many(unique)
+        except DmemError:
+            raise
+        except Exception as exc:
+            raise _wrap(exc) from exc
+
+    # --- listing ---------------------------------------------------------------------------
+    async def scan(self, pattern: str = "*") -> AsyncIterator[tuple[str, Any]]:
+        """Stream ``(key, value)`` of live keys matching ``pattern``, in constant memory."""
+        if self._state != _OPEN:
+            raise self._not_open()
+        compiled = compile_pattern(pattern)
+        iterator = self._top.scan(compiled).__aiter__()
+        while True:
+            try:
+                key, data = await iterator.__anext__()
+            except StopAsyncIteration:
+                return
+            except DmemError:
+                raise
+            except Exception as exc:
+                raise _wrap(exc) from exc
+            yield key, decode(data)
+
+    async def keys(self, pattern: str = "*") -> list[str]:
+        """Live keys matching ``pattern``, unordered, without duplicates."""
+        if self._state != _OPEN:
+            raise self._not_open()
+        compiled = compile_pattern(pattern)
+        try:
+            return await self._top.keys(compiled)
+        except DmemError:
+            raise
+        except Exception as exc:
+            raise _wrap(exc) from exc
+
+    async def count(self, pattern: str = "*") -> int:
+        if self._state != _OPEN:
+            raise self._not_open()
+        compiled = compile_pattern(pattern)
+        try:
+            return await self._top.count(compiled)
+        except DmemError:
+            raise
+        except Exception as exc:
+            raise _wrap(exc) from exc
+
+    async def clear(self) -> int:
+        """Remove every key of this store's namespace; returns how many were live."""
+        if self._state != _OPEN:
+            raise self._not_open()
+        try:
+            return await self._top.clear()
+        except DmemError:
+            raise
+        except Exception as exc:
+            raise _wrap(exc) from exc
+
+    # --- tags and expiry -------------------------------------------------------------------
+    async def find_by_tag(self, name: str, value: str) -> list[str]:
+        """Live keys whose tags hold ``name=value``."""
+        if self._state != _OPEN:
+            raise self._not_open()
+        check_tags({name: value})
+        try:
+            return await self._top.find_by_tag(name, value)
+        except DmemError:
+            raise
+        except Exception as exc:
+            raise _wrap(exc) from exc
+
+    async def get_tags(self, key: str) -> dict[str, str]:
+        """Tags of a live key; :class:`KeyNotFoundError` if it is not live."""
+        if self._state != _OPEN:
+            raise self._not_open()
+        check_key(key)
+        try:
+            return await self._top.get_tags(key)
+        except DmemError:
+            raise
+        except Exception as exc:
+            raise _wrap(exc) from exc
+
+    async def expire(self, key: str, ttl: float) -> bool:
+        """Give a live key a new expiry ``ttl`` seconds from now; False if not live."""
+        if self._state != _OPEN:
+            raise self._not_open()
+        check_key(key)
+        ttl_ms = ttl_to_ms(ttl)
+        try:
+            return await self._top.expire(key, ttl_ms)
+        except DmemError:
+            raise
+        except Exception as exc:
+            raise _wrap(exc) from exc
+
+    async def persist(self, key: str) -> bool:
+        """Remove a live key's expiry; False if not live."""
+        if self._state != _OPEN:
+            raise self._not_open()
+        check_key(key)
+        try:
+            return await self._top.persist(key)
+        except DmemError:
+            raise
+        except Exception as exc:
+            raise _wrap(exc) from exc
+
+    async def ttl(self, key: str) -> float | None:
+        """Seconds left for a live key, None without expiry; KeyNotFoundError if not live."""
+        if self._state != _OPEN:
+            raise self._not_open()
+        check_key(key)
+        try:
+            return await self._top.ttl(key)
+        except DmemError:
+            raise
+        except Exception as exc:
+            raise _wrap(exc) from exc
+
+    async def health(self) -> HealthStatus:
+        """A health report of the provider chain; never raises, never shows a secret."""
+        name = type(self._provider).__name__
+        if self._state != _OPEN:
+            return HealthStatus("unhealthy", name, str(self._not_open()))
+        start = time.perf_counter()
+        try:
+            report = await self._top.health()
+        except Exception as exc:  # noqa: BLE001 - health never raises
+            return HealthStatus("unhealthy", name, f"health check failed: {type(exc).__name__}")
+        if report.latency_ms is None:
+            latency = (time.perf_counter() - start) * 1000
+            report = HealthStatus(
+                report.status, report.provider, report.message, latency, report.details
+            )
+        return report
+
+
+def _check_flag(flag: object) -> None:
+    if type(flag) is not bool:
+        raise InvalidArgumentError(f"if_not_exists must be a bool, not {type(flag).__name__}")
+
+
+def _unique_keys(keys: Iterable[str]) -> list[str]:
+    if isinstance(keys, (str, bytes)):
+        raise InvalidArgumentError("pass an iterable of keys, not a single str")
+    listed = list(keys)
+    for key in listed:
+        check_key(key)
+    return list(dict.fromkeys(listed))

@@ -1,0 +1,97 @@
+"""Checks on keys, ttls and tags, run by the store before any I/O.
+
+Values are checked by the codec (``_codec.encode``), which walks them once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from .errors import InvalidArgumentError, InvalidKeyError
+
+__all__ = [
+    "MAX_KEY_BYTES",
+    "MAX_TAGS",
+    "MAX_TTL_SECONDS",
+    "check_key",
+    "check_tags",
+    "ttl_to_ms",
+]
+
+MAX_KEY_BYTES = 1024
+MAX_TAGS = 64
+MAX_TTL_SECONDS = 10 * 365.25 * 24 * 3600  # ten years
+
+
+def check_key(key: object) -> None:
+    """Raise :class:`InvalidKeyError` unless ``key`` is a valid key (CONTRACT.md, "Keys")."""
+    problem = _str_problem(key)
+    if problem is not None:
+        raise InvalidKeyError(f"invalid key {_short(key)}: {problem}")
+
+
+def _str_problem(text: object) -> str | None:
+    """Why ``text`` breaks the key character rules, or None."""
+    if type(text) is not str:
+        return f"must be a str, not {type(text).__name__}"
+    if not text:
+        return "must not be empty"
+    if text.isascii():  # fast path: no surrogates, one byte per character
+        if len(text) > MAX_KEY_BYTES:
+            return f"longer than {MAX_KEY_BYTES} bytes"
+    else:
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError:
+            return "contains a lone surrogate"
+        if size > MAX_KEY_BYTES:
+            return f"longer than {MAX_KEY_BYTES} bytes in UTF-8"
+    if "\x00" in text:
+        return "contains NUL"
+    return None
+
+
+def ttl_to_ms(ttl: object) -> int:
+    """Validate a ttl in seconds and return it in whole milliseconds, rounded up."""
+    if type(ttl) is not int and type(ttl) is not float:
+        raise InvalidArgumentError(f"ttl must be int or float seconds, not {type(ttl).__name__}")
+    seconds = float(ttl)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise InvalidArgumentError(f"ttl must be a finite number of seconds > 0, got {ttl!r}")
+    if seconds > MAX_TTL_SECONDS:
+        raise InvalidArgumentError(f"ttl must be at most ten years, got {ttl!r}")
+    # round() first so 0.3 s (300.00000000000006 ms) does not become 301 ms.
+    return max(1, math.ceil(round(seconds * 1000, 6)))
+
+
+def check_tags(tags: object) -> dict[str, str]:
+    """Validate a tag mapping and return a plain dict copy (CONTRACT.md, "Tags").
+
+    Names follow the key rules. Values are str following the same character
+    rules, except that they may be empty.
+    """
+    if tags is None:
+        return {}
+    if not isinstance(tags, Mapping):
+        raise InvalidArgumentError(f"tags must be a mapping of str to str, not {type(tags).__name__}")
+    if len(tags) > MAX_TAGS:
+        raise InvalidArgumentError(f"at most {MAX_TAGS} tags per key, got {len(tags)}")
+    out: dict[str, str] = {}
+    for name, value in tags.items():
+        problem = _str_problem(name)
+        if problem is not None:
+            raise InvalidArgumentError(f"invalid tag name {_short(name)}: {problem}")
+        if value != "":
+            problem = _str_problem(value)
+            if problem is not None:
+                raise InvalidArgumentError(f"invalid value for tag {name!r}: {problem}")
+        elif type(value) is not str:
+            raise InvalidArgumentError(f"tag {name!r} value must be a str")
+        out[name] = value
+    return out
+
+
+def _short(obj: object) -> str:
+    text = repr(obj)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,308 @@
+"""The in-process memory backend (``memory://``): the reference for every other backend.
+
+``memory://`` gives a private, empty backend. ``memory://NAME`` shares one
+backend among every store of this process opened with the same NAME, so
+namespaces matter there exactly as they do on a server.
+
+Every operation runs without an ``await`` between its read and its write, so
+each call (batches included) is atomic with respect to other tasks.
+Expired keys are invisible at once and purged on the next write after their
+expiry (a heap of deadlines makes that cheap).
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+from .._health import HealthStatus
+from .._pattern import Pattern
+from ..errors import InvalidArgumentError, KeyNotFoundError
+from ..provider import Entry
+
+__all__ = ["MemoryProvider", "create_memory_provider"]
+
+_now = time.monotonic
+
+
+class _Item:
+    __slots__ = ("expires_at", "tags", "value")
+
+    def __init__(self, value: bytes, expires_at: float | None, tags: dict[str, str]) -> None:
+        self.value = value
+        self.expires_at = expires_at
+        self.tags = tags
+
+
+class _Space:
+    """One namespace of one backend."""
+
+    __slots__ = ("deadlines", "items", "tag_index")
+
+    def __init__(self) -> None:
+        self.items: dict[str, _Item] = {}
+        self.tag_index: dict[tuple[str, str], set[str]] = {}
+        self.deadlines: list[tuple[float, str]] = []
+
+
+class _Backend:
+    """What ``memory://NAME`` shares: one space per namespace."""
+
+    def __init__(self) -> None:
+        self.spaces: dict[str, _Space] = {}
+
+    def space(self, namespace: str) -> _Space:
+        space = self.spaces.get(namespace)
+        if space is None:
+            space = self.spaces[namespace] = _Space()
+        return space
+
+
+_SHARED: dict[str, _Backend] = {}
+
+
+class MemoryProvider:
+    """A dict-backed provider implementing the whole contract."""
+
+    name = "memory"
+
+    def __init__(self, *, namespace: str = "", shared_name: str | None = None) -> None:
+        self.namespace = namespace
+        if shared_name:
+            backend = _SHARED.setdefault(shared_name, _Backend())
+        else:
+            backend = _Backend()
+        self._space = backend.space(namespace)
+        self._items = self._space.items
+
+    async def initialize(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+    # --- internals -------------------------------------------------------------------------
+    def _live(self, key: str) -> _Item | None:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        expires_at = item.expires_at
+        if expires_at is not None and expires_at <= _now():
+            self._remove(key, item)
+            return None
+        return item
+
+    def _remove(self, key: str, item: _Item) -> None:
+        del self._items[key]
+        index = self._space.tag_index
+        for pair in item.tags.items():
+            members = index.get(pair)
+            if members is not None:
+                members.discard(key)
+                if not members:
+                    del index[pair]
+
+    def _purge_due(self, now: float) -> None:
+        deadlines = self._space.deadlines
+        while deadlines and deadlines[0][0] <= now:
+            deadline, key = heapq.heappop(deadlines)
+            item = self._items.get(key)
+            if item is not None and item.expires_at == deadline:
+                self._remove(key, item)
+
+    def _write(self, key: str, value: bytes, ttl_ms: int | None, tags: Mapping[str, str]) -> None:
+        old = self._items.get(key)
+        if old is not None:
+            self._remove(key, old)
+        expires_at = None if ttl_ms is None else _now() + ttl_ms / 1000
+        self._items[key] = _Item(value, expires_at, dict(tags))
+        if expires_at is not None:
+            heapq.heappush(self._space.deadlines, (expires_at, key))
+        index = self._space.tag_index
+        for pair in tags.items():
+            members = index.get(pair)
+            if members is None:
+                index[pair] = {key}
+            else:
+                members.add(key)
+
+    # --- reads -----------------------------------------------------------------------------
+    async def get(self, key: str) -> bytes | None:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        expires_at = item.expires_at
+        if expires_at is not None and expires_at <= _now():
+            self._remove(key, item)
+            return None
+        return item.value
+
+    async def get_entry(self, key: str) -> Entry | None:
+        item = self._live(key)
+        if item is None:
+            return None
+        if item.expires_at is None:
+            return item.value, None
+        return item.value, max(0, int((item.expires_at - _now()) * 1000))
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        for key in keys:
+            item = self._live(key)
+            if item is not None:
+                found[key] = item.value
+        return found
+
+    async def exists(self, key: str) -> bool:
+        return self._live(key) is not None
+
+    # --- writes ----------------------------------------------------------------------------
+    async def set(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> bool:
+        self._purge_due(_now())
+        if if_not_exists and self._live(key) is not None:
+            return False
+        self._write(key, value, ttl_ms, tags)
+        return True
+
+    async def set_many(
+        self,
+        items: Sequence[tuple[str, bytes]],
+        *,
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> int:
+        self._purge_due(_now())
+        written = 0
+        for key, value in items:
+            if if_not_exists and self._live(key) is not None:
+                continue
+            self._write(key, value, ttl_ms, tags)
+            written += 1
+        return written
+
+    async def delete(self, key: str) -> bool:
+        self._purge_due(_now())
+        item = self._live(key)
+        if item is None:
+            return False
+        self._remove(key, item)
+        return True
+
+    async def delete_many(self, keys: Sequence[str]) -> int:
+        self._purge_due(_now())
+        removed = 0
+        for key in keys:
+            item = self._live(key)
+            if item is not None:
+                self._remove(key, item)
+                removed += 1
+        return removed
+
+    async def clear(self) -> int:
+        now = _now()
+        live = sum(
+            1 for item in self._items.values() if item.expires_at is None or item.expires_at > now
+        )
+        self._items.clear()
+        self._space.tag_index.clear()
+        self._space.deadlines.clear()
+        return live
+
+    # --- listing ---------------------------------------------------------------------------
+    def _matching(self, pattern: Pattern) -> list[str]:
+        now = _now()
+        if pattern.is_exact:
+            item = self._items.get(pattern.literal_prefix)
+            alive = item is not None and (item.expires_at is None or item.expires_at > now)
+            return [pattern.literal_prefix] if alive else []
+        prefix = pattern.literal_prefix
+        matches = pattern.matches
+        return [
+            key
+            for key, item in self._items.items()
+            if (item.expires_at is None or item.expires_at > now)
+            and key.startswith(prefix)
+            and matches(key)
+        ]
+
+    async def scan(self, pattern: Pattern) -> AsyncIterator[tuple[str, bytes]]:
+        # A snapshot of the matching keys; each value is read when its turn comes,
+        # so a key deleted meanwhile is skipped and one rewritten shows its new value.
+        for key in self._matching(pattern):
+            item = self._live(key)
+            if item is not None:
+                yield key, item.value
+
+    async def keys(self, pattern: Pattern) -> list[str]:
+        return self._matching(pattern)
+
+    async def count(self, pattern: Pattern) -> int:
+        return len(self._matching(pattern))
+
+    # --- tags and expiry -------------------------------------------------------------------
+    async def find_by_tag(self, name: str, value: str) -> list[str]:
+        members = self._space.tag_index.get((name, value))
+        if not members:
+            return []
+        return [key for key in list(members) if self._live(key) is not None]
+
+    async def get_tags(self, key: str) -> dict[str, str]:
+        item = self._live(key)
+        if item is None:
+            raise KeyNotFoundError(f"key {key!r} is not live")
+        return dict(item.tags)
+
+    async def expire(self, key: str, ttl_ms: int) -> bool:
+        item = self._live(key)
+        if item is None:
+            return False
+        item.expires_at = _now() + ttl_ms / 1000
+        heapq.heappush(self._space.deadlines, (item.expires_at, key))
+        return True
+
+    async def persist(self, key: str) -> bool:
+        item = self._live(key)
+        if item is None:
+            return False
+        item.expires_at = None
+        return True
+
+    async def ttl(self, key: str) -> float | None:
+        item = self._live(key)
+        if item is None:
+            raise KeyNotFoundError(f"key {key!r} is not live")
+        if item.expires_at is None:
+            return None
+        return max(0.0, item.expires_at - _now())
+
+    async def health(self) -> HealthStatus:
+        return HealthStatus(
+            "healthy",
+            self.name,
+            "in-process memory",
+            latency_ms=0.0,
+            details={"keys": len(self._items), "namespace": self.namespace},
+        )
+
+
+def create_memory_provider(url: str, options: dict[str, Any]) -> MemoryProvider:
+    """Factory for ``memory://[NAME]``; the only option is ``namespace``."""
+    namespace = options.pop("namespace", "")
+    if not isinstance(namespace, str):
+        raise InvalidArgumentError("namespace must be a str")
+    if options:
+        raise InvalidArgumentError(f"unknown memory:// options: {', '.join(sorted(options))}")
+    rest = url.split("://", 1)[1] if "://" in url else ""
+    shared_name = rest.strip("/") or None
+    return MemoryProvider(namespace=namespace, shared_name=shared_name)

@@ -1,0 +1,10 @@
+"""Built-in middleware: :class:`Cache` and :class:`Compression`, and the :class:`Wrapper`
+base class for writing your own (docs/middleware.md)."""
+
+from __future__ import annotations
+
+from ._base import Middleware, Wrapper
+from ._cache import Cache, CacheProvider
+from ._compression import Compression, CompressionProvider
+
+__all__ = ["Cache", "CacheProvider", "Compression", "CompressionProvider", "Middleware", "Wrapper"]

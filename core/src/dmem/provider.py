@@ -1,0 +1,237 @@
+"""What a key-value backend implements: :class:`KVProvider`, and :class:`BaseKVProvider`.
+
+Providers store bytes. The :class:`~dmem.Store` in front of them has already
+validated every argument and encoded every value, so a provider never sees a
+bad key, a bad ttl or a Python object: only
+
+* ``key``: a valid key (str), ``value``: ``bytes``;
+* ``ttl_ms``: ``None`` (no expiry) or a positive ``int`` of milliseconds;
+* ``tags``: a validated ``dict[str, str]`` (empty means no tags);
+* ``pattern``: a compiled :class:`~dmem.Pattern`. Push ``pattern.literal_prefix``
+  down to the backend if you can, then keep only keys where
+  ``pattern.matches(key)`` is true.
+
+A provider raises :class:`~dmem.errors.ProviderUnavailableError` when its
+backend cannot be reached (within its timeout), :class:`~dmem.errors.KeyNotFoundError`
+from ``ttl``/``get_tags`` for a key that is not live, and lets other backend
+exceptions propagate: the store chains them into a ``ProviderError``.
+
+Third-party authors: subclass :class:`BaseKVProvider` and implement the
+abstract methods; the batch and listing calls then have working (not
+necessarily atomic or fast) defaults you can override. Then run the
+conformance suite on it (docs/plugin-authors.md).
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Protocol, runtime_checkable
+
+from ._health import HealthStatus
+from ._pattern import Pattern
+from .errors import KeyNotFoundError
+
+__all__ = ["BaseKVProvider", "Entry", "KVProvider"]
+
+Entry = tuple[bytes, "int | None"]
+"""A live value and its remaining time to live in ms (None: no expiry)."""
+
+
+@runtime_checkable
+class KVProvider(Protocol):
+    """The byte-level key-value interface every backend and middleware implements."""
+
+    namespace: str
+
+    async def initialize(self) -> None:
+        """Connect, create schema; called once by the store before any other call."""
+
+    async def aclose(self) -> None:
+        """Release every resource; called once by the store."""
+
+    async def get(self, key: str) -> bytes | None:
+        """The live value, or None."""
+
+    async def get_entry(self, key: str) -> Entry | None:
+        """The live value with its remaining ttl in ms, or None (used by the Cache)."""
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        """Live values of ``keys`` (which hold no duplicates)."""
+
+    async def exists(self, key: str) -> bool:
+        """True when ``key`` is live."""
+
+    async def set(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> bool:
+        """Write value, tags and expiry together; with ``if_not_exists`` only when not live
+        (atomically). Return whether it was written."""
+
+    async def set_many(
+        self,
+        items: Sequence[tuple[str, bytes]],
+        *,
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> int:
+        """Write every pair (keys distinct), atomically where the backend can; return how many."""
+
+    async def delete(self, key: str) -> bool:
+        """Remove ``key`` and its tags; True if it was live."""
+
+    async def delete_many(self, keys: Sequence[str]) -> int:
+        """Remove ``keys`` (distinct); return how many were live."""
+
+    def scan(self, pattern: Pattern) -> AsyncIterator[tuple[str, bytes]]:
+        """Stream live ``(key, value)`` pairs matching ``pattern`` in constant memory."""
+
+    async def keys(self, pattern: Pattern) -> list[str]:
+        """Live keys matching ``pattern``, no duplicates."""
+
+    async def count(self, pattern: Pattern) -> int:
+        """How many live keys match ``pattern``; should not load values."""
+
+    async def clear(self) -> int:
+        """Remove every key of this namespace (nothing else); return how many were live."""
+
+    async def find_by_tag(self, name: str, value: str) -> list[str]:
+        """Live keys whose tags hold ``name=value``."""
+
+    async def get_tags(self, key: str) -> dict[str, str]:
+        """Tags of a live key; :class:`KeyNotFoundError` if not live."""
+
+    async def expire(self, key: str, ttl_ms: int) -> bool:
+        """Give a live key a new expiry; False if not live."""
+
+    async def persist(self, key: str) -> bool:
+        """Remove a live key's expiry; False if not live."""
+
+    async def ttl(self, key: str) -> float | None:
+        """Seconds left, None without expiry; :class:`KeyNotFoundError` if not live."""
+
+    async def health(self) -> HealthStatus:
+        """A health report; must not raise and must not contain secrets."""
+
+
+class BaseKVProvider(abc.ABC):
+    """Optional base class: implement the abstract methods, override the rest for speed.
+
+    The defaults for batch calls loop over single calls, so they are *not*
+    atomic: override ``set_many``/``delete_many`` where the backend has
+    transactions, and say so in your plugin's README.
+    """
+
+    namespace: str = ""
+    name: str = "provider"
+
+    # --- lifecycle -----------------------------------------------------------------------
+    async def initialize(self) -> None:  # noqa: B027 - optional hook
+        """Nothing to do by default."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Nothing to do by default."""
+
+    # --- must implement ------------------------------------------------------------------
+    @abc.abstractmethod
+    async def get_entry(self, key: str) -> Entry | None: ...
+
+    @abc.abstractmethod
+    async def set(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> bool: ...
+
+    @abc.abstractmethod
+    async def delete(self, key: str) -> bool: ...
+
+    @abc.abstractmethod
+    def scan(self, pattern: Pattern) -> AsyncIterator[tuple[str, bytes]]: ...
+
+    @abc.abstractmethod
+    async def find_by_tag(self, name: str, value: str) -> list[str]: ...
+
+    @abc.abstractmethod
+    async def get_tags(self, key: str) -> dict[str, str]: ...
+
+    @abc.abstractmethod
+    async def expire(self, key: str, ttl_ms: int) -> bool: ...
+
+    @abc.abstractmethod
+    async def persist(self, key: str) -> bool: ...
+
+    # --- defaults built on the above -----------------------------------------------------
+    async def get(self, key: str) -> bytes | None:
+        entry = await self.get_entry(key)
+        return None if entry is None else entry[0]
+
+    async def exists(self, key: str) -> bool:
+        return await self.get_entry(key) is not None
+
+    async def ttl(self, key: str) -> float | None:
+        entry = await self.get_entry(key)
+        if entry is None:
+            raise KeyNotFoundError(f"key {key!r} is not live")
+        return None if entry[1] is None else entry[1] / 1000
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        for key in keys:
+            value = await self.get(key)
+            if value is not None:
+                found[key] = value
+        return found
+
+    async def set_many(
+        self,
+        items: Sequence[tuple[str, bytes]],
+        *,
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> int:
+        written = 0
+        for key, value in items:
+            if await self.set(key, value, ttl_ms=ttl_ms, if_not_exists=if_not_exists, tags=tags):
+                written += 1
+        return written
+
+    async def delete_many(self, keys: Sequence[str]) -> int:
+        removed = 0
+        for key in keys:
+            if await self.delete(key):
+                removed += 1
+        return removed
+
+    async def keys(self, pattern: Pattern) -> list[str]:
+        return [key async for key, _ in self.scan(pattern)]
+
+    async def count(self, pattern: Pattern) -> int:
+        return len(await self.keys(pattern))
+
+    async def clear(self) -> int:
+        from ._pattern import compile_pattern
+
+        return await self.delete_many(await self.keys(compile_pattern("*")))
+
+    async def health(self) -> HealthStatus:
+        start = time.perf_counter()
+        try:
+            await self.exists("dmem:health-probe")
+        except Exception as exc:  # noqa: BLE001 - health never raises
+            return HealthStatus("unhealthy", self.name, f"{type(exc).__name__}")
+        latency = (time.perf_counter() - start) * 1000
+        return HealthStatus("healthy", self.name, "ok", latency_ms=latency)

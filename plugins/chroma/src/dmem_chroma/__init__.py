@@ -1,0 +1,1 @@
+"""dmem-chroma (work in progress)."""

@@ -1,0 +1,1 @@
+"""dmem-redis (work in progress)."""

@@ -1,0 +1,1 @@
+"""dmem-sqlite: SQLite and PostgreSQL backend for dmem (work in progress)."""

@@ -1,0 +1,1 @@
+"""Entry point module of dmem-sqlite (providers registered once the backend lands)."""
