@@ -1,0 +1,126 @@
+"""Side-by-side timing of dmem and a reference client in one process.
+
+Each row runs the dmem call and the reference call in interleaved rounds (so
+a noisy neighbour hurts both alike), keeps the best round of each, and prints
+ops/s, the ratio dmem/reference (higher is better for dmem) and, when a
+target is given, whether the ratio meets it. Benchmarks are not tests: they
+print, and exit non-zero only when asked to check targets (``--check``).
+
+    bench = Bench("memory backend")
+    await bench.compare("get", dmem_op, reference_op, reference="dict lookup", target=0.1)
+    bench.report()
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+__all__ = ["Bench", "Row", "parse_args"]
+
+AsyncOp = Callable[[], Awaitable[object]]
+
+
+@dataclass
+class Row:
+    name: str
+    reference: str
+    dmem_ops: float
+    reference_ops: float
+    items_per_op: int
+    target: float | None
+
+    @property
+    def ratio(self) -> float:
+        return self.dmem_ops / self.reference_ops if self.reference_ops else float("inf")
+
+    @property
+    def met(self) -> bool | None:
+        return None if self.target is None else self.ratio >= self.target
+
+
+async def _time_round(op: AsyncOp, ops: int) -> float:
+    """Seconds for ``ops`` sequential awaits of ``op()``."""
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        for _ in range(ops):
+            await op()
+        return time.perf_counter() - start
+    finally:
+        gc.enable()
+
+
+class Bench:
+    """A table of dmem-vs-reference rows for one backend."""
+
+    def __init__(self, title: str, *, rounds: int = 5) -> None:
+        self.title = title
+        self.rounds = rounds
+        self.rows: list[Row] = []
+
+    async def compare(
+        self,
+        name: str,
+        dmem_op: AsyncOp,
+        reference_op: AsyncOp,
+        *,
+        reference: str,
+        ops: int = 2000,
+        items_per_op: int = 1,
+        target: float | None = None,
+        warmup: int | None = None,
+    ) -> Row:
+        """Time both ops (each awaited ``ops`` times a round) and add a row.
+
+        ``items_per_op`` turns ops/s into items/s for batch calls. ``target`` is the
+        minimum ratio dmem/reference the project promises for this row.
+        """
+        for _ in range(warmup if warmup is not None else max(1, ops // 10)):
+            await dmem_op()
+            await reference_op()
+        best_dmem = best_ref = float("inf")
+        for _ in range(self.rounds):
+            best_dmem = min(best_dmem, await _time_round(dmem_op, ops))
+            best_ref = min(best_ref, await _time_round(reference_op, ops))
+        row = Row(
+            name,
+            reference,
+            ops * items_per_op / best_dmem,
+            ops * items_per_op / best_ref,
+            items_per_op,
+            target,
+        )
+        self.rows.append(row)
+        return row
+
+    def add(self, row: Row) -> None:
+        """Add a row measured some other way (e.g. throughput in MB/s)."""
+        self.rows.append(row)
+
+    def report(self) -> bool:
+        """Print the table; return True when every row with a target meets it."""
+        print(f"\n## {self.title}\n")
+        print("| operation | dmem | reference | reference ops | ratio | target | met |")
+        print("| --- | ---: | --- | ---: | ---: | ---: | --- |")
+        ok = True
+        for row in self.rows:
+            unit = "items/s" if row.items_per_op > 1 else "ops/s"
+            target = "" if row.target is None else f">= {row.target:g}x"
+            met = "" if row.met is None else ("yes" if row.met else "NO")
+            ok = ok and row.met is not False
+            print(
+                f"| {row.name} | {row.dmem_ops:,.0f} {unit} | {row.reference} | "
+                f"{row.reference_ops:,.0f} {unit} | {row.ratio:.2f}x | {target} | {met} |"
+            )
+        return ok
+
+
+def parse_args(description: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds, for a smoke run")
+    return parser.parse_args()
