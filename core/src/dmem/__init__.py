@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ._codec import decode, encode
 from ._health import HealthStatus, redact_url
-from ._open import create_provider, default_url, open
+from ._open import create_provider, default_url, open  # noqa: A004 - dmem.open is the API
 from ._options import ProviderOptions
 from ._pattern import Pattern, compile_pattern
 from ._registry import EmbedderSpec, MiddlewareSpec, PluginInfo, ProviderSpec, registry

@@ -32,7 +32,5 @@ def dmem_register_providers(register: Callable[[ProviderSpec], None]) -> None:
 def dmem_register_middleware(register: Callable[[MiddlewareSpec], None]) -> None:
     register(MiddlewareSpec("cache", Cache, "in-process LRU cache (ttl, max_entries, max_bytes)"))
     register(
-        MiddlewareSpec(
-            "compression", Compression, "zlib/zstd/lz4 for values over a threshold"
-        )
+        MiddlewareSpec("compression", Compression, "zlib/zstd/lz4 for values over a threshold")
     )

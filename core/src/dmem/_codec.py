@@ -45,7 +45,7 @@ def encode(value: object) -> bytes:
     if kind is bytes:
         return BYTES_TAG + value  # type: ignore[operator]
     if kind is bytearray or kind is memoryview:
-        return BYTES_TAG + bytes(value)  # type: ignore[call-overload]
+        return BYTES_TAG + bytes(value)  # type: ignore[call-overload,no-any-return]
     if kind is dict or kind is list or kind is tuple:
         _check_container(value, 1)
     else:

@@ -9,6 +9,7 @@ Plugins use it so every backend treats options alike::
 
 from __future__ import annotations
 
+import builtins
 import math
 from typing import Any
 
@@ -23,65 +24,73 @@ _FALSE = {"0", "false", "no", "off"}
 class ProviderOptions:
     """Options of one provider; each read removes the option, ``done()`` rejects the rest."""
 
-    def __init__(self, options: dict[str, Any], *, provider: str) -> None:
+    def __init__(self, options: dict[str, Any], *, provider: builtins.str) -> None:
         self._options = dict(options)
         self._provider = provider
 
-    def _bad(self, name: str, expected: str, value: object) -> InvalidArgumentError:
+    def _bad(
+        self, name: builtins.str, expected: builtins.str, value: object
+    ) -> InvalidArgumentError:
         shown = "***" if "password" in name or "token" in name else repr(value)
         return InvalidArgumentError(
             f"{self._provider} option {name!r} must be {expected}, got {shown}"
         )
 
-    def str(self, name: str, default: str) -> str:
+    def str(self, name: builtins.str, default: builtins.str) -> builtins.str:
         value = self._options.pop(name, default)
-        if not isinstance(value, str):
+        if not isinstance(value, builtins.str):
             raise self._bad(name, "a str", value)
         return value
 
-    def optional_str(self, name: str) -> str | None:
+    def optional_str(self, name: builtins.str) -> builtins.str | None:
         value = self._options.pop(name, None)
-        if value is not None and not isinstance(value, str):
+        if value is not None and not isinstance(value, builtins.str):
             raise self._bad(name, "a str", value)
         return value
 
-    def int(self, name: str, default: int, *, minimum: int | None = None) -> int:
+    def int(
+        self, name: builtins.str, default: builtins.int, *, minimum: builtins.int | None = None
+    ) -> builtins.int:
         value = self._options.pop(name, default)
-        if isinstance(value, str):
+        if isinstance(value, builtins.str):
             try:
-                value = int(value)
+                value = builtins.int(value)
             except ValueError:
                 raise self._bad(name, "an int", value) from None
-        if type(value) is not int or (minimum is not None and value < minimum):
-            raise self._bad(name, f"an int >= {minimum}" if minimum is not None else "an int", value)
+        if type(value) is not builtins.int or (minimum is not None and value < minimum):
+            raise self._bad(
+                name, f"an int >= {minimum}" if minimum is not None else "an int", value
+            )
         return value
 
-    def float(self, name: str, default: float, *, positive: bool = True) -> float:
+    def float(
+        self, name: builtins.str, default: builtins.float, *, positive: builtins.bool = True
+    ) -> builtins.float:
         value = self._options.pop(name, default)
-        if isinstance(value, str):
+        if isinstance(value, builtins.str):
             try:
-                value = float(value)
+                value = builtins.float(value)
             except ValueError:
                 raise self._bad(name, "a number", value) from None
-        if type(value) not in (int, float) or not math.isfinite(value):
+        if type(value) not in (builtins.int, builtins.float) or not math.isfinite(value):
             raise self._bad(name, "a finite number", value)
         if positive and value <= 0:
             raise self._bad(name, "a number > 0", value)
-        return float(value)
+        return builtins.float(value)
 
-    def bool(self, name: str, default: bool) -> bool:
+    def bool(self, name: builtins.str, default: builtins.bool) -> builtins.bool:
         value = self._options.pop(name, default)
-        if isinstance(value, str):
+        if isinstance(value, builtins.str):
             lowered = value.lower()
             if lowered in _TRUE:
                 return True
             if lowered in _FALSE:
                 return False
-        if type(value) is not bool:
+        if type(value) is not builtins.bool:
             raise self._bad(name, "a bool (true/false)", value)
         return value
 
-    def raw(self, name: str, default: Any = None) -> Any:
+    def raw(self, name: builtins.str, default: Any = None) -> Any:
         return self._options.pop(name, default)
 
     def done(self) -> None:

@@ -213,7 +213,7 @@ def _load_all() -> Registry:
         info = PluginInfo(entry_point.name, entry_point.value, dist, dist_version)
         try:
             module = entry_point.load()
-        except BaseException as exc:  # noqa: BLE001 - even SystemExit from a plugin import
+        except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
                 raise
             info.error = f"{type(exc).__name__}: {exc}"

@@ -35,14 +35,17 @@ class MemorySystem:
     ) -> None:
         if isinstance(kv, Store):
             if middleware:
-                raise InvalidArgumentError("middleware applies to a kv URL or provider, not a Store")
+                raise InvalidArgumentError(
+                    "middleware applies to a kv URL or provider, not a Store"
+                )
             self._kv: Store | None = kv
         else:
             if kv is None or isinstance(kv, str):
                 from ._open import default_url
 
                 kv = create_provider(kv or default_url(), dict(kv_options or {}))
-            self._kv = Store(kv, middleware=resolve_middleware(middleware))
+            provider: Any = kv
+            self._kv = Store(provider, middleware=resolve_middleware(middleware))
         self._providers: dict[str, Any] = {}
         if vector is not None:
             if isinstance(vector, str):

@@ -74,7 +74,9 @@ def check_tags(tags: object) -> dict[str, str]:
     if tags is None:
         return {}
     if not isinstance(tags, Mapping):
-        raise InvalidArgumentError(f"tags must be a mapping of str to str, not {type(tags).__name__}")
+        raise InvalidArgumentError(
+            f"tags must be a mapping of str to str, not {type(tags).__name__}"
+        )
     if len(tags) > MAX_TAGS:
         raise InvalidArgumentError(f"at most {MAX_TAGS} tags per key, got {len(tags)}")
     out: dict[str, str] = {}

@@ -70,10 +70,7 @@ class MemoryProvider:
 
     def __init__(self, *, namespace: str = "", shared_name: str | None = None) -> None:
         self.namespace = namespace
-        if shared_name:
-            backend = _SHARED.setdefault(shared_name, _Backend())
-        else:
-            backend = _Backend()
+        backend = _SHARED.setdefault(shared_name, _Backend()) if shared_name else _Backend()
         self._space = backend.space(namespace)
         self._items = self._space.items
 

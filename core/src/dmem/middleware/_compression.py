@@ -72,13 +72,17 @@ def _lz4(level: int | None) -> tuple[Compressor, Decompressor]:
     try:
         import lz4.block
     except ImportError as exc:
-        raise InvalidArgumentError("algorithm 'lz4' needs the lz4 package: pip install lz4") from exc
+        raise InvalidArgumentError(
+            "algorithm 'lz4' needs the lz4 package: pip install lz4"
+        ) from exc
     compression = 0 if level is None else level
 
     def compress(data: bytes) -> bytes:
         out: bytes = lz4.block.compress(
-            data, mode="high_compression" if compression > 0 else "default",
-            compression=compression, store_size=False,
+            data,
+            mode="high_compression" if compression > 0 else "default",
+            compression=compression,
+            store_size=False,
         )
         return out
 
@@ -235,7 +239,6 @@ class CompressionProvider(Wrapper):
             packed, ttl_ms=ttl_ms, if_not_exists=if_not_exists, tags=tags
         )
 
-    async def scan(self, pattern: Pattern) -> AsyncIterator[tuple[str, bytes]]:  # type: ignore[override]
+    async def scan(self, pattern: Pattern) -> AsyncIterator[tuple[str, bytes]]:
         async for key, stored in self.inner.scan(pattern):
             yield key, self.unpack(stored)
-
