@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 __all__ = ["HealthStatus", "redact_url"]
 
@@ -41,17 +41,18 @@ _SECRET_QUERY = re.compile(r"(?i)((?:password|passwd|pwd|token|secret|api_key|ap
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any password (userinfo or query parameter) replaced by ``***``."""
+    """``url`` with any password (userinfo or query parameter) replaced by ``***``.
+
+    Only the secret parts change; the rest of the URL stays byte for byte
+    (``urlunsplit`` would turn ``sqlite:///a`` into ``sqlite:/a``).
+    """
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<unparseable url>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostinfo = netloc.rpartition("@")
+    redacted = url
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
         user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:***@{hostinfo}" if ":" in userinfo else f"{user}@{hostinfo}"
-        if not user and ":" in userinfo:
-            netloc = f":***@{hostinfo}"
-    query = _SECRET_QUERY.sub(r"\1***", parts.query)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        redacted = redacted.replace(f"{userinfo}@", f"{user}:***@", 1)
+    return _SECRET_QUERY.sub(r"\1***", redacted)

@@ -43,7 +43,9 @@ Entry = tuple[bytes, "int | None"]
 class KVProvider(Protocol):
     """The byte-level key-value interface every backend and middleware implements."""
 
-    namespace: str
+    @property
+    def namespace(self) -> str:
+        """The namespace this provider reads and writes (a plain attribute is fine)."""
 
     async def initialize(self) -> None:
         """Connect, create schema; called once by the store before any other call."""

@@ -1,0 +1,212 @@
+"""The Store facade: lifecycle, validation before I/O, error wrapping, dmem.open."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import dmem
+import pytest
+from dmem import (
+    InvalidArgumentError,
+    InvalidKeyError,
+    InvalidPatternError,
+    InvalidValueError,
+    KeyNotFoundError,
+    NotInitializedError,
+    PluginNotFoundError,
+    ProviderError,
+    Store,
+    Wrapper,
+)
+from dmem.backends import MemoryProvider
+
+
+@pytest.fixture
+async def kv() -> AsyncIterator[Store]:
+    async with dmem.open("memory://") as store:
+        yield store
+
+
+class Recorder(Wrapper):
+    """Counts every call that reaches the provider, to prove validation happens first."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self.calls = 0
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in {"set", "set_many", "get", "get_many", "delete", "delete_many", "expire"}:
+            object.__setattr__(self, "calls", object.__getattribute__(self, "calls") + 1)
+        return object.__getattribute__(self, name)
+
+
+async def test_calls_before_initialize_and_after_close_raise() -> None:
+    store = Store(MemoryProvider())
+    with pytest.raises(NotInitializedError):
+        await store.get("a")
+    await store.initialize()
+    await store.initialize()  # idempotent
+    assert await store.set("a", 1)
+    await store.aclose()
+    await store.aclose()  # idempotent
+    with pytest.raises(NotInitializedError):
+        await store.get("a")
+    with pytest.raises(NotInitializedError):
+        await store.initialize()
+    with pytest.raises(NotInitializedError):
+        [item async for item in store.scan()]
+    assert (await store.health()).status == "unhealthy"
+
+
+async def test_async_with_open() -> None:
+    async with dmem.open("memory://") as store:
+        assert await store.set("k", "v")
+        assert await store.get("k") == "v"
+    with pytest.raises(NotInitializedError):
+        await store.get("k")
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda s: s.set("", 1), InvalidKeyError),
+        (lambda s: s.set("k", float("nan")), InvalidValueError),
+        (lambda s: s.set("k", 1, ttl=0), InvalidArgumentError),
+        (lambda s: s.set("k", 1, tags={"": "x"}), InvalidArgumentError),
+        (lambda s: s.set("k", 1, if_not_exists="yes"), InvalidArgumentError),
+        (lambda s: s.set_many({"ok": 1, "bad": {1: 2}}), InvalidValueError),
+        (lambda s: s.set_many([("ok", 1), ("", 2)]), InvalidKeyError),
+        (lambda s: s.set_many([("ok", 1, 2)]), InvalidArgumentError),
+        (lambda s: s.get_many(["ok", "a\x00"]), InvalidKeyError),
+        (lambda s: s.get_many("abc"), InvalidArgumentError),
+        (lambda s: s.delete_many(["ok", 3]), InvalidKeyError),
+        (lambda s: s.expire("k", -1), InvalidArgumentError),
+        (lambda s: s.keys("[oops"), InvalidPatternError),
+        (lambda s: s.count("\\"), InvalidPatternError),
+        (lambda s: s.find_by_tag("", "x"), InvalidArgumentError),
+    ],
+)
+async def test_invalid_input_raises_before_any_io(call: Any, error: type[Exception]) -> None:
+    recorder = Recorder(MemoryProvider())
+    async with Store(recorder) as store:
+        with pytest.raises(error):
+            await call(store)
+        assert recorder.calls == 0
+        assert await store.count() == 0
+
+
+async def test_missing_keys(kv: Store) -> None:
+    assert await kv.get("nope") is None
+    assert await kv.get("nope", "dflt") == "dflt"
+    with pytest.raises(KeyNotFoundError) as info:
+        await kv.ttl("nope")
+    assert isinstance(info.value, KeyError)
+    with pytest.raises(KeyNotFoundError):
+        await kv.get_tags("nope")
+
+
+async def test_stored_none_is_live(kv: Store) -> None:
+    await kv.set("n", None)
+    assert await kv.exists("n")
+    assert await kv.get("n", "dflt") is None
+
+
+async def test_batches(kv: Store) -> None:
+    assert await kv.set_many([("a", 1), ("b", 2), ("a", 3)]) == 2
+    assert await kv.get_many(["a", "a", "b", "zz"]) == {"a": 3, "b": 2}
+    assert await kv.delete_many(["a", "a", "zz"]) == 1
+    assert await kv.set_many({}) == 0
+
+
+class Exploding(Wrapper):
+    """A provider whose backend fails with a non-dmem exception."""
+
+    async def get(self, key: str) -> bytes | None:
+        raise OSError("disk on fire")
+
+    def scan(self, pattern: Any) -> Any:
+        async def gen() -> AsyncIterator[tuple[str, bytes]]:
+            yield "a", b"1"
+            raise RuntimeError("cursor lost")
+
+        return gen()
+
+
+async def test_backend_exceptions_are_wrapped() -> None:
+    async with Store(Exploding(MemoryProvider())) as store:
+        with pytest.raises(ProviderError) as info:
+            await store.get("a")
+        assert isinstance(info.value.__cause__, OSError)
+        with pytest.raises(ProviderError) as info:
+            [item async for item in store.scan()]
+        assert isinstance(info.value.__cause__, RuntimeError)
+
+
+async def test_concurrent_if_not_exists_has_one_winner(kv: Store) -> None:
+    results = await asyncio.gather(*(kv.set("lock", i, if_not_exists=True) for i in range(50)))
+    assert results.count(True) == 1
+
+
+async def test_open_merges_url_and_keyword_options() -> None:
+    async with (
+        dmem.open("memory://shared?namespace=one") as one,
+        dmem.open("memory://shared", namespace="two") as two,
+    ):
+        await one.set("a", 1)
+        assert await two.get("a") is None
+        assert one.namespace == "one"
+    with pytest.raises(InvalidArgumentError):
+        await dmem.open("memory://x?namespace=a", namespace="b")
+    with pytest.raises(InvalidArgumentError):
+        await dmem.open("memory://", colour="blue")
+    with pytest.raises(InvalidArgumentError):
+        await dmem.open("no-scheme")
+
+
+async def test_unknown_scheme_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Only the built-ins load, as on a machine without dmem-redis.
+    monkeypatch.setenv("DMEM_LOAD_PLUGINS", "")
+    dmem.registry(reload=True)
+    try:
+        with pytest.raises(PluginNotFoundError) as info:
+            await dmem.open("redis://x")
+        assert "pip install 'dmem[redis]'" in str(info.value)
+        with pytest.raises(PluginNotFoundError, match=r"dmem\[chroma\]"):
+            await dmem.open("chroma+http://localhost:8000")
+        with pytest.raises(PluginNotFoundError, match="installed kv schemes: memory"):
+            await dmem.open("nosuch://x")
+    finally:
+        monkeypatch.delenv("DMEM_LOAD_PLUGINS")
+        dmem.registry(reload=True)
+
+
+async def test_dmem_url_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DMEM_URL", "memory://from-env?namespace=env")
+    async with dmem.open() as store:
+        assert store.namespace == "env"
+
+
+def test_redact_url_hides_passwords() -> None:
+    assert dmem.redact_url("redis://user:s3cret@host:6379/0") == "redis://user:***@host:6379/0"
+    assert dmem.redact_url("redis://:s3cret@host") == "redis://:***@host"
+    assert "t0psecret" not in dmem.redact_url("chroma+http://h:1/?token=t0psecret&x=1")
+    assert dmem.redact_url("sqlite:///tmp/a.db") == "sqlite:///tmp/a.db"
+
+
+async def test_repr_and_health_show_no_secret() -> None:
+    store = Store(MemoryProvider(), url="memory://user:hunter2@somewhere")
+    async with store:
+        assert "hunter2" not in repr(store)
+        report = await store.health()
+        assert report.ok
+        assert "hunter2" not in repr(report)
+
+
+async def test_memory_system_runs_kv_and_reports_health() -> None:
+    async with dmem.MemorySystem(kv="memory://", middleware=[dmem.Cache()]) as memory:
+        await memory.kv.set("user:1", {"name": "Ada"}, tags={"team": "x"})
+        assert await memory.kv.find_by_tag("team", "x") == ["user:1"]
+        reports = await memory.health()
+        assert reports["kv"].ok

@@ -1,0 +1,61 @@
+"""Keys, ttls and tags are checked before any I/O (CONTRACT.md, "Keys", "Operations", "Tags")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from dmem import InvalidArgumentError, InvalidKeyError
+from dmem._validation import check_key, check_tags, ttl_to_ms
+
+
+@pytest.mark.parametrize(
+    "key", ["", "a\x00b", "\ud800", "x" * 1025, "é" * 513, b"bytes", 1, None, ["a"]]
+)
+def test_bad_keys(key: Any) -> None:
+    with pytest.raises(InvalidKeyError):
+        check_key(key)
+
+
+@pytest.mark.parametrize("key", ["a", "x" * 1024, "é" * 512, "*?[]\\:", " spaced ", "é"])
+def test_good_keys(key: str) -> None:
+    check_key(key)
+
+
+@pytest.mark.parametrize(
+    ("ttl", "ms"), [(1, 1000), (0.0001, 1), (0.3, 300), (1.5, 1500), (0.0015, 2)]
+)
+def test_ttl_in_ms_rounded_up(ttl: float, ms: int) -> None:
+    assert ttl_to_ms(ttl) == ms
+
+
+@pytest.mark.parametrize(
+    "ttl", [0, -1, 0.0, float("nan"), float("inf"), True, "5", None, 11 * 365.25 * 86400]
+)
+def test_bad_ttls(ttl: Any) -> None:
+    with pytest.raises(InvalidArgumentError):
+        ttl_to_ms(ttl)
+
+
+@pytest.mark.parametrize(
+    "tags",
+    [
+        {"": "x"},
+        {"a\x00": "x"},
+        {"a": 1},
+        {1: "a"},
+        {"a": "\ud800"},
+        {f"t{i}": "v" for i in range(65)},
+        ["a", "b"],
+        "a=b",
+    ],
+)
+def test_bad_tags(tags: Any) -> None:
+    with pytest.raises(InvalidArgumentError):
+        check_tags(tags)
+
+
+def test_good_tags() -> None:
+    assert check_tags({"user": "a:b:c", "empty": ""}) == {"user": "a:b:c", "empty": ""}
+    assert check_tags(None) == {}
+    assert len(check_tags({f"t{i}": "v" for i in range(64)})) == 64
