@@ -124,7 +124,10 @@ class Store:
         """The value of ``key``, or ``default`` when it is not live."""
         if self._state != _OPEN:
             raise self._not_open()
-        check_key(key)
+        # Inlined fast path of check_key for short ASCII keys (the common case);
+        # anything else takes the full check, which raises or accepts.
+        if not (type(key) is str and key.isascii() and 0 < len(key) <= 1024 and "\x00" not in key):
+            check_key(key)
         try:
             data = await self._top.get(key)
         except DmemError:

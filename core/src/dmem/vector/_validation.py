@@ -1,0 +1,177 @@
+"""Checks on vector records, ids, query vectors and ``k``, run before any I/O."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from .._validation import check_key
+from ..errors import InvalidArgumentError, InvalidKeyError
+from ._types import MetadataValue, VectorRecord
+
+__all__ = [
+    "MAX_DIMENSION",
+    "MAX_K",
+    "check_ids",
+    "check_k",
+    "check_metadata",
+    "check_record",
+    "check_vector",
+]
+
+MAX_DIMENSION = 65_536
+MAX_K = 10_000
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def check_id(record_id: object) -> str:
+    """Ids follow the key rules (CONTRACT.md, "Keys"); raises InvalidArgumentError."""
+    try:
+        check_key(record_id)
+    except InvalidKeyError as exc:
+        raise InvalidArgumentError(str(exc).replace("invalid key", "invalid record id")) from None
+    return record_id  # type: ignore[return-value]
+
+
+def check_ids(ids: Iterable[str]) -> list[str]:
+    """Validate ids and drop duplicates, keeping the first occurrence's order."""
+    if isinstance(ids, (str, bytes)):
+        raise InvalidArgumentError("pass a list of ids, not a single str")
+    return list(dict.fromkeys(check_id(record_id) for record_id in ids))
+
+
+def check_vector(vector: object, what: str = "vector") -> tuple[float, ...]:
+    """A non-empty, non-zero sequence of finite numbers, as a tuple of floats.
+
+    A zero vector has no direction, so its cosine similarity is undefined.
+    """
+    if isinstance(vector, (str, bytes)) or not isinstance(vector, Iterable):
+        raise InvalidArgumentError(f"{what} must be a sequence of numbers, not {type(vector).__name__}")
+    out: list[float] = []
+    for item in vector:
+        # numpy scalars are welcome; bool is not a number here.
+        if isinstance(item, bool) or not hasattr(item, "__float__") or isinstance(item, str):
+            raise InvalidArgumentError(f"{what} holds a non-number: {item!r}")
+        number = float(item)
+        if not math.isfinite(number):
+            raise InvalidArgumentError(f"{what} holds a non-finite number: {item!r}")
+        out.append(number)
+    if not out:
+        raise InvalidArgumentError(f"{what} is empty")
+    if len(out) > MAX_DIMENSION:
+        raise InvalidArgumentError(f"{what} has {len(out)} dimensions; at most {MAX_DIMENSION}")
+    if not any(out):
+        raise InvalidArgumentError(f"{what} is all zeros: cosine similarity needs a direction")
+    return tuple(out)
+
+
+def check_metadata(metadata: object) -> dict[str, MetadataValue]:
+    """str keys (key rules) to str, int (64-bit), finite float or bool values."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise InvalidArgumentError(f"metadata must be a mapping, not {type(metadata).__name__}")
+    out: dict[str, MetadataValue] = {}
+    for name, value in metadata.items():
+        try:
+            check_key(name)
+        except InvalidKeyError as exc:
+            raise InvalidArgumentError(
+                str(exc).replace("invalid key", "invalid metadata name")
+            ) from None
+        kind = type(value)
+        if kind is str:
+            if value and _text_problem(value):
+                raise InvalidArgumentError(f"metadata {name!r} holds a lone surrogate or NUL")
+        elif kind is int:
+            if not _INT64[0] <= value <= _INT64[1]:
+                raise InvalidArgumentError(f"metadata {name!r} int is out of the signed 64-bit range")
+        elif kind is float:
+            if not math.isfinite(value):
+                raise InvalidArgumentError(f"metadata {name!r} float is not finite: {value!r}")
+        elif kind is not bool:
+            raise InvalidArgumentError(
+                f"metadata {name!r} must be str, int, float or bool, not {kind.__name__}"
+            )
+        out[name] = value
+    return out
+
+
+def _text_problem(text: str) -> bool:
+    if "\x00" in text:
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def check_document(document: object) -> str | None:
+    if document is None:
+        return None
+    if type(document) is not str:
+        raise InvalidArgumentError(f"document must be a str or None, not {type(document).__name__}")
+    if _text_problem(document):
+        raise InvalidArgumentError("document holds a lone surrogate or NUL")
+    return document
+
+
+def check_record(record: object) -> VectorRecord:
+    """A :class:`VectorRecord` (or a mapping with its fields), validated and copied.
+
+    The vector may be missing when a document is there to embed; the caller checks that.
+    """
+    fields: Mapping[str, Any]
+    if isinstance(record, VectorRecord):
+        fields = {
+            "id": record.id,
+            "vector": record.vector,
+            "metadata": record.metadata,
+            "document": record.document,
+        }
+    elif isinstance(record, Mapping):
+        unknown = set(record) - {"id", "vector", "metadata", "document"}
+        if unknown:
+            raise InvalidArgumentError(f"unknown record field(s): {', '.join(sorted(unknown))}")
+        if "id" not in record:
+            raise InvalidArgumentError("a record needs an 'id'")
+        fields = record
+    else:
+        raise InvalidArgumentError(
+            f"a record is a VectorRecord or a mapping, not {type(record).__name__}"
+        )
+    record_id = check_id(fields["id"])
+    raw_vector = fields.get("vector")
+    vector = None if raw_vector is None else check_vector(raw_vector, f"vector of {record_id!r}")
+    return VectorRecord(
+        id=record_id,
+        vector=vector,
+        metadata=check_metadata(fields.get("metadata")),
+        document=check_document(fields.get("document")),
+    )
+
+
+def check_k(k: object) -> int:
+    if type(k) is not int or not 1 <= k <= MAX_K:
+        raise InvalidArgumentError(f"k must be an int from 1 to {MAX_K}, got {k!r}")
+    return k
+
+
+def check_batch(records: Sequence[VectorRecord]) -> None:
+    """No duplicate ids and one dimension per batch."""
+    seen: set[str] = set()
+    dimension: int | None = None
+    for record in records:
+        if record.id in seen:
+            raise InvalidArgumentError(f"record id {record.id!r} appears twice in one upsert")
+        seen.add(record.id)
+        if record.vector is not None:
+            if dimension is None:
+                dimension = len(record.vector)
+            elif len(record.vector) != dimension:
+                raise InvalidArgumentError(
+                    f"vectors of one upsert must share a dimension: {record.id!r} has "
+                    f"{len(record.vector)}, earlier ones {dimension}"
+                )
