@@ -33,8 +33,24 @@ from .errors import (
 from .hookspecs import hookimpl
 from .middleware import Cache, Compression, Wrapper
 from .provider import BaseKVProvider, Entry, KVProvider
+from .vector import (
+    Embedder,
+    HashEmbedder,
+    VectorMatch,
+    VectorProvider,
+    VectorRecord,
+    VectorStore,
+    open_vector,
+)
 
 __all__ = [
+    "Embedder",
+    "HashEmbedder",
+    "VectorMatch",
+    "VectorProvider",
+    "VectorRecord",
+    "VectorStore",
+    "open_vector",
     "BaseKVProvider",
     "Cache",
     "Compression",

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ._registry import MiddlewareSpec, ProviderSpec
+from ._registry import EmbedderSpec, MiddlewareSpec, ProviderSpec
 from .backends.memory import create_memory_provider
 from .hookspecs import hookimpl
 from .middleware import Cache, Compression
+from .vector import HashEmbedder, create_memory_vector_provider
 
-__all__ = ["dmem_register_middleware", "dmem_register_providers"]
+__all__ = ["dmem_register_embedders", "dmem_register_middleware", "dmem_register_providers"]
 
 
 @hookimpl
@@ -26,6 +27,15 @@ def dmem_register_providers(register: Callable[[ProviderSpec], None]) -> None:
             description="in-process dict; memory://NAME is shared within the process",
         )
     )
+    register(
+        ProviderSpec(
+            name="memory-vector",
+            schemes=("memory",),
+            kind="vector",
+            factory=create_memory_vector_provider,
+            description="in-process exact (brute-force) cosine search; memory://NAME is shared",
+        )
+    )
 
 
 @hookimpl
@@ -33,4 +43,13 @@ def dmem_register_middleware(register: Callable[[MiddlewareSpec], None]) -> None
     register(MiddlewareSpec("cache", Cache, "in-process LRU cache (ttl, max_entries, max_bytes)"))
     register(
         MiddlewareSpec("compression", Compression, "zlib/zstd/lz4 for values over a threshold")
+    )
+
+
+@hookimpl
+def dmem_register_embedders(register: Callable[[EmbedderSpec], None]) -> None:
+    register(
+        EmbedderSpec(
+            "hash", HashEmbedder, "hashed character n-grams (deterministic, lexical, no model)"
+        )
     )

@@ -19,7 +19,10 @@ class MemorySystem:
 
     ``kv`` is a URL, a :class:`Store` or a key-value provider (default: the
     embedded default store); ``middleware`` applies to a ``kv`` given as a URL
-    or provider. ``vector`` is a URL or a vector provider (optional). Extra
+    or provider. ``vector`` is a URL, a vector provider or a
+    :class:`~dmem.vector.VectorStore` (optional); ``memory.vector`` is always a
+    ``VectorStore``, whose text queries use ``embedder`` (a registered name such
+    as ``"hash"``, or an instance). Extra
     providers of any kind can be added with :meth:`register_provider` before
     :meth:`initialize`; ``health()`` reports on all of them.
     """
@@ -32,6 +35,7 @@ class MemorySystem:
         middleware: Sequence[Any] = (),
         kv_options: dict[str, Any] | None = None,
         vector_options: dict[str, Any] | None = None,
+        embedder: str | Any | None = None,
     ) -> None:
         if isinstance(kv, Store):
             if middleware:
@@ -48,8 +52,16 @@ class MemorySystem:
             self._kv = Store(provider, middleware=resolve_middleware(middleware))
         self._providers: dict[str, Any] = {}
         if vector is not None:
+            # The vector side is a VectorStore facade (validation, embedding, error wrapping)
+            # whether given as a URL, a provider or a ready VectorStore.
+            from .vector import VectorStore, make_vector_store
+
             if isinstance(vector, str):
-                vector = create_provider(vector, dict(vector_options or {}), kind="vector")
+                vector = make_vector_store(vector, dict(vector_options or {}), embedder=embedder)
+            elif not isinstance(vector, VectorStore):
+                vector = VectorStore(vector, embedder=embedder)
+            elif embedder is not None:
+                raise InvalidArgumentError("embedder applies to a vector URL or provider")
             self._providers["vector"] = vector
         self._initialized = False
 

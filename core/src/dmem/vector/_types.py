@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Union
+from typing import TypeAlias
 
 __all__ = ["MetadataValue", "VectorMatch", "VectorRecord"]
 
-MetadataValue = Union[str, int, float, bool]
+MetadataValue: TypeAlias = str | int | float | bool
 """What a metadata field may hold (CONTRACT.md, "Vector providers")."""
 
 
@@ -29,7 +29,7 @@ class VectorRecord:
 
 @dataclass(frozen=True)
 class VectorMatch:
-    """One query hit: ``score`` is the cosine similarity, higher is closer (1.0 = same direction)."""
+    """One query hit; ``score`` is the cosine similarity, higher is closer (1.0: same direction)."""
 
     id: str
     score: float

@@ -13,6 +13,9 @@ from ._types import MetadataValue, VectorRecord
 __all__ = [
     "MAX_DIMENSION",
     "MAX_K",
+    "check_batch",
+    "check_document",
+    "check_id",
     "check_ids",
     "check_k",
     "check_metadata",
@@ -47,7 +50,9 @@ def check_vector(vector: object, what: str = "vector") -> tuple[float, ...]:
     A zero vector has no direction, so its cosine similarity is undefined.
     """
     if isinstance(vector, (str, bytes)) or not isinstance(vector, Iterable):
-        raise InvalidArgumentError(f"{what} must be a sequence of numbers, not {type(vector).__name__}")
+        raise InvalidArgumentError(
+            f"{what} must be a sequence of numbers, not {type(vector).__name__}"
+        )
     out: list[float] = []
     for item in vector:
         # numpy scalars are welcome; bool is not a number here.
@@ -86,7 +91,9 @@ def check_metadata(metadata: object) -> dict[str, MetadataValue]:
                 raise InvalidArgumentError(f"metadata {name!r} holds a lone surrogate or NUL")
         elif kind is int:
             if not _INT64[0] <= value <= _INT64[1]:
-                raise InvalidArgumentError(f"metadata {name!r} int is out of the signed 64-bit range")
+                raise InvalidArgumentError(
+                    f"metadata {name!r} int is out of the signed 64-bit range"
+                )
         elif kind is float:
             if not math.isfinite(value):
                 raise InvalidArgumentError(f"metadata {name!r} float is not finite: {value!r}")
