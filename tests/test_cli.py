@@ -55,3 +55,12 @@ def test_copy_keeps_values_tags_and_ttl() -> None:
     assert code == 0 and "copied 2 keys" in out
     assert run("get", "memory://copy-dst", "a") == (0, "[1, 2]\n")
     assert float(run("ttl", "memory://copy-dst", "a")[1]) > 90
+
+
+def test_bench_reports_a_rate_per_operation() -> None:
+    code, out = run("bench", "memory://cli-bench", "--ops", "50")
+    assert code == 0
+    rows = [line.rsplit(None, 2) for line in out.strip().splitlines()]
+    rates = {name: float(rate.replace(",", "")) for name, rate, _ in rows}
+    assert set(rates) == {"set", "get", "set_many of 50 (keys/s)", "get_many of 50 (keys/s)"}
+    assert all(rate > 0 for rate in rates.values())

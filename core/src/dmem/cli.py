@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 import sys
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -215,6 +216,39 @@ def copy(source: str, destination: str, pattern: str, batch: int) -> None:
         return copied
 
     click.echo(f"copied {_run(go())} keys")
+
+
+@main.command()
+@click.argument("url")
+@click.option("--ops", default=2000, show_default=True, help="Operations per measurement.")
+@click.option("--size", default=100, show_default=True, help="Value size in characters.")
+def bench(url: str, ops: int, size: int) -> None:
+    """Measure single set/get and batch throughput against URL (in a scratch namespace)."""
+
+    async def go() -> list[tuple[str, float]]:
+        rows: list[tuple[str, float]] = []
+        async with open_store(url, namespace=f"dmem-bench-{time.time_ns()}") as store:
+            value = "x" * size
+            keys = [f"bench:{i}" for i in range(ops)]
+            start = time.perf_counter()
+            for key in keys:
+                await store.set(key, value)
+            rows.append(("set", ops / (time.perf_counter() - start)))
+            start = time.perf_counter()
+            for key in keys:
+                await store.get(key)
+            rows.append(("get", ops / (time.perf_counter() - start)))
+            start = time.perf_counter()
+            await store.set_many({key: value for key in keys})
+            rows.append((f"set_many of {ops} (keys/s)", ops / (time.perf_counter() - start)))
+            start = time.perf_counter()
+            await store.get_many(keys)
+            rows.append((f"get_many of {ops} (keys/s)", ops / (time.perf_counter() - start)))
+            await store.clear()
+        return rows
+
+    for name, rate in _run(go()):
+        click.echo(f"{name:32} {rate:12,.0f} /s")
 
 
 @main.command()
