@@ -1,0 +1,444 @@
+"""``RedisProvider``: the dmem contract on Redis (standalone, TLS, unix, Sentinel, Cluster).
+
+Reads are plain commands (GET, MGET, EXISTS, PTTL, SCAN); every write that touches tags
+is one Lua script (``_scripts``) so value, tags, expiry and tag indexes change together.
+See ``_layout`` for the key names and docs/backends/redis.md for what is atomic where.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import redis.exceptions as rex
+from dmem import HealthStatus, KeyNotFoundError, Pattern, ProviderError
+from dmem.provider import Entry
+
+from ._client import build_client, map_error
+from ._config import RedisConfig
+from ._layout import Layout, tag_suffix
+from ._scripts import DELETE, EXPIRE, FIND, GET_ENTRY, GET_TAGS, PERSIST, PURGE_META, SET, Script
+
+__all__ = ["RedisProvider"]
+
+# What a redis-py call can raise; everything else is a bug and propagates as is.
+_ERRORS = (rex.RedisError, OSError, asyncio.TimeoutError)
+_SCAN_COUNT = 1000  # SCAN COUNT hint and MGET batch size
+_EMPTY: tuple[str, ...] = ()
+
+
+class RedisProvider:
+    """A dmem key-value provider on Redis; build it with ``dmem.open("redis://...")``."""
+
+    name = "redis"
+
+    def __init__(self, config: RedisConfig) -> None:
+        self._config = config
+        self.namespace = config.namespace
+        self._cluster = config.mode == "cluster"
+        self._layout = Layout(config.namespace, config.buckets if self._cluster else None)
+        self._prefix = self._layout.prefixes[0]
+        self._vprefix = self._layout.value_prefix
+        self._client: Any = None
+        self._sentinel: Any = None
+
+    def __repr__(self) -> str:
+        return (
+            f"<RedisProvider {self._config.shown_url} mode={self._config.mode} "
+            f"namespace={self.namespace!r}>"
+        )
+
+    def _error(self, exc: BaseException) -> ProviderError:
+        return map_error(exc, self._config)
+
+    # --- lifecycle -------------------------------------------------------------------------
+    async def initialize(self) -> None:
+        client, sentinel = build_client(self._config)
+        try:
+            if self._cluster:
+                await client.initialize()
+            await client.execute_command("PING")
+        except _ERRORS as exc:
+            await _close_quietly(client, sentinel)
+            raise self._error(exc) from exc
+        except rex.RedisClusterException as exc:  # pragma: no cover - depends on topology
+            await _close_quietly(client, sentinel)
+            raise self._error(exc) from exc
+        self._client, self._sentinel = client, sentinel
+
+    async def aclose(self) -> None:
+        client, sentinel = self._client, self._sentinel
+        self._client = self._sentinel = None
+        if client is not None:
+            await _close_quietly(client, sentinel)
+
+    # --- helpers ---------------------------------------------------------------------------
+    def _where(self, key: str) -> tuple[str, str]:
+        """(prefix P of the key's bucket, value key)."""
+        if not self._cluster:
+            return self._prefix, self._vprefix + key
+        bucket = self._layout.bucket(key)
+        return self._layout.prefixes[bucket], self._layout.value_prefixes[bucket] + key
+
+    async def _eval(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return await self._client.execute_command(
+                "EVALSHA", script.sha, len(keys), *keys, *args
+            )
+        except rex.NoScriptError:
+            # First use on this server (or it restarted / failed over): EVAL caches it.
+            return await self._client.execute_command(
+                "EVAL", script.source, len(keys), *keys, *args
+            )
+
+    async def _eval_many(
+        self, calls: Sequence[tuple[Script, Sequence[str], Sequence[Any]]]
+    ) -> list[Any]:
+        """Run scripts in one pipeline (per node in a cluster); results in order."""
+        if len(calls) == 1:
+            script, keys, args = calls[0]
+            return [await self._eval(script, keys, args)]
+        pipe = self._client.pipeline(transaction=False)
+        for script, keys, args in calls:
+            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        results: list[Any] = await pipe.execute(raise_on_error=False)
+        for i, result in enumerate(results):
+            if isinstance(result, rex.NoScriptError):
+                results[i] = await self._eval(*calls[i])
+            elif isinstance(result, Exception):
+                raise result
+        return results
+
+    def _by_bucket(self, keys: Sequence[str]) -> dict[int, list[str]]:
+        groups: dict[int, list[str]] = {}
+        bucket = self._layout.bucket
+        for key in keys:
+            groups.setdefault(bucket(key), []).append(key)
+        return groups
+
+    async def _mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        if self._cluster:
+            value_key = self._layout.value_key
+            return list(await self._client.mget_nonatomic([value_key(k) for k in keys]))
+        vprefix = self._vprefix
+        out: list[bytes | None] = []
+        for start in range(0, len(keys), _SCAN_COUNT):
+            chunk = keys[start : start + _SCAN_COUNT]
+            out.extend(await self._client.execute_command("MGET", *[vprefix + k for k in chunk]))
+        return out
+
+    # --- reads -----------------------------------------------------------------------------
+    async def get(self, key: str) -> bytes | None:
+        vk = self._vprefix + key if not self._cluster else self._layout.value_key(key)
+        try:
+            value: bytes | None = await self._client.execute_command("GET", vk)
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+        return value
+
+    async def get_entry(self, key: str) -> Entry | None:
+        vk = self._vprefix + key if not self._cluster else self._layout.value_key(key)
+        try:
+            got = await self._eval(GET_ENTRY, (vk,), _EMPTY)
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+        if got is None:
+            return None
+        value, pttl = got
+        return bytes(value), (None if pttl < 0 else int(pttl))
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        try:
+            values = await self._mget(keys)
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+        return {k: v for k, v in zip(keys, values, strict=True) if v is not None}
+
+    async def exists(self, key: str) -> bool:
+        vk = self._vprefix + key if not self._cluster else self._layout.value_key(key)
+        try:
+            return bool(await self._client.execute_command("EXISTS", vk))
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+
+    async def ttl(self, key: str) -> float | None:
+        vk = self._vprefix + key if not self._cluster else self._layout.value_key(key)
+        try:
+            pttl = await self._client.execute_command("PTTL", vk)
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+        if pttl == -2:
+            raise KeyNotFoundError(f"key {key!r} is not live")
+        return None if pttl == -1 else pttl / 1000
+
+    # --- writes ----------------------------------------------------------------------------
+    @staticmethod
+    def _set_args(
+        prefix: str, ttl_ms: int | None, if_not_exists: bool, tags: Mapping[str, str]
+    ) -> list[Any]:
+        args: list[Any] = [
+            prefix,
+            "" if ttl_ms is None else ttl_ms,
+            b"1" if if_not_exists else b"0",
+        ]
+        args.append(len(tags))
+        for name, value in tags.items():
+            args.append(name)
+            args.append(value)
+        return args
+
+    async def set(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> bool:
+        prefix, vk = self._where(key)
+        args = self._set_args(prefix, ttl_ms, if_not_exists, tags)
+        args.append(value)
+        try:
+            return bool(await self._eval(SET, (vk,), args))
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+
+    async def set_many(
+        self,
+        items: Sequence[tuple[str, bytes]],
+        *,
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> int:
+        calls: list[tuple[Script, Sequence[str], Sequence[Any]]] = []
+        if not self._cluster:
+            # One script for the whole batch: all or nothing on one server.
+            args = self._set_args(self._prefix, ttl_ms, if_not_exists, tags)
+            vprefix = self._vprefix
+            args.extend(value for _, value in items)
+            calls.append((SET, [vprefix + key for key, _ in items], args))
+        else:
+            groups: dict[int, list[tuple[str, bytes]]] = {}
+            bucket = self._layout.bucket
+            for key, value in items:
+                groups.setdefault(bucket(key), []).append((key, value))
+            for b, pairs in groups.items():
+                args = self._set_args(self._layout.prefixes[b], ttl_ms, if_not_exists, tags)
+                args.extend(value for _, value in pairs)
+                vprefix = self._layout.value_prefixes[b]
+                calls.append((SET, [vprefix + key for key, _ in pairs], args))
+        try:
+            return sum(await self._eval_many(calls))
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+
+    async def delete(self, key: str) -> bool:
+        prefix, vk = self._where(key)
+        try:
+            return bool(await self._eval(DELETE, (vk,), (prefix,)))
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+
+    def _delete_calls(
+        self, keys: Sequence[str]
+    ) -> list[tuple[Script, Sequence[str], Sequence[Any]]]:
+        if not self._cluster:
+            return [(DELETE, [self._vprefix + k for k in keys], (self._prefix,))]
+        layout = self._layout
+        return [
+            (DELETE, [layout.value_prefixes[b] + k for k in group], (layout.prefixes[b],))
+            for b, group in self._by_bucket(keys).items()
+        ]
+
+    async def delete_many(self, keys: Sequence[str]) -> int:
+        try:
+            return sum(await self._eval_many(self._delete_calls(keys)))
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+
+    async def expire(self, key: str, ttl_ms: int) -> bool:
+        prefix, vk = self._where(key)
+        try:
+            return bool(await self._eval(EXPIRE, (vk,), (prefix, ttl_ms)))
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+
+    async def persist(self, key: str) -> bool:
+        prefix, vk = self._where(key)
+        try:
+            return bool(await self._eval(PERSIST, (vk,), (prefix,)))
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+
+    # --- tags ------------------------------------------------------------------------------
+    async def find_by_tag(self, name: str, value: str) -> list[str]:
+        suffix = tag_suffix(name, value)
+        calls = [(FIND, (p + suffix,), (p, name, value)) for p in self._layout.prefixes]
+        try:
+            results = await self._eval_many(calls)
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+        return [member.decode() for members in results for member in members]
+
+    async def get_tags(self, key: str) -> dict[str, str]:
+        prefix, vk = self._where(key)
+        try:
+            flat = await self._eval(GET_TAGS, (vk,), (prefix,))
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+        if flat is None:
+            raise KeyNotFoundError(f"key {key!r} is not live")
+        return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
+
+    # --- listing ---------------------------------------------------------------------------
+    async def _scan_raw(self, match: str) -> AsyncIterator[list[bytes]]:
+        """Raw SCAN batches over the server (every primary of a cluster)."""
+        client = self._client
+        if not self._cluster:
+            cursor = 0
+            while True:
+                cursor, batch = await client.scan(cursor, match=match, count=_SCAN_COUNT)
+                if batch:
+                    yield batch
+                if cursor == 0:
+                    return
+        for node in client.get_primaries():
+            cursor = 0
+            while True:
+                cursors, batch = await client.scan(
+                    cursor, match=match, count=_SCAN_COUNT, target_nodes=node
+                )
+                cursor = cursors[node.name]
+                if batch:
+                    yield batch
+                if cursor == 0:
+                    break
+
+    async def _matching(self, pattern: Pattern) -> AsyncIterator[list[str]]:
+        """Batches of distinct user keys matching ``pattern`` (SCAN may repeat keys)."""
+        parse = self._layout.parse_value_key
+        matches = pattern.matches
+        seen: set[str] = set()
+        try:
+            async for batch in self._scan_raw(self._layout.match(pattern.literal_prefix)):
+                keys = []
+                for raw in batch:
+                    key = parse(raw)
+                    if key is not None and key not in seen and matches(key):
+                        seen.add(key)
+                        keys.append(key)
+                if keys:
+                    yield keys
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+
+    async def scan(self, pattern: Pattern) -> AsyncIterator[tuple[str, bytes]]:
+        if pattern.is_exact:
+            value = await self.get(pattern.literal_prefix)
+            if value is not None:
+                yield pattern.literal_prefix, value
+            return
+        async for keys in self._matching(pattern):
+            try:
+                values = await self._mget(keys)
+            except _ERRORS as exc:
+                raise self._error(exc) from exc
+            for key, value in zip(keys, values, strict=True):
+                if value is not None:  # deleted or expired since SCAN saw it
+                    yield key, value
+
+    async def keys(self, pattern: Pattern) -> list[str]:
+        if pattern.is_exact:
+            return [pattern.literal_prefix] if await self.exists(pattern.literal_prefix) else []
+        return [key async for keys in self._matching(pattern) for key in keys]
+
+    async def count(self, pattern: Pattern) -> int:
+        if pattern.is_exact:
+            return int(await self.exists(pattern.literal_prefix))
+        total = 0
+        async for keys in self._matching(pattern):
+            total += len(keys)
+        return total
+
+    async def clear(self) -> int:
+        """Delete every value (with its tags), then any bookkeeping left over."""
+        from dmem import compile_pattern
+
+        removed = 0
+        try:
+            async for keys in self._matching(compile_pattern("*")):
+                removed += sum(await self._eval_many(self._delete_calls(keys)))
+            async for batch in self._scan_raw(self._layout.namespace_match()):
+                calls = self._leftover_calls(batch)
+                if calls:
+                    await self._eval_many(calls)
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+        return removed
+
+    def _leftover_calls(
+        self, batch: Sequence[bytes]
+    ) -> list[tuple[Script, Sequence[str], Sequence[Any]]]:
+        """Purge calls for stray tag hashes and tag indexes of this namespace."""
+        calls: list[tuple[Script, Sequence[str], Sequence[Any]]] = []
+        for raw in batch:
+            prefix = self._prefix_of(raw)
+            if prefix is None:
+                continue
+            rest = raw[len(prefix) :]
+            if rest.startswith(b"m:"):
+                calls.append((PURGE_META, (raw.decode(),), (prefix.decode(),)))
+            elif rest.startswith(b"t:"):
+                size, _, tail = rest[2:].partition(b":")
+                if not size.isdigit():
+                    continue
+                name, value = tail[: int(size)], tail[int(size) + 1 :]
+                calls.append((FIND, (raw.decode(),), (prefix.decode(), name, value)))
+        return calls
+
+    def _prefix_of(self, raw: bytes) -> bytes | None:
+        for prefix in self._layout.prefixes:
+            encoded = prefix.encode()
+            if raw.startswith(encoded):
+                return encoded
+        return None
+
+    # --- health ----------------------------------------------------------------------------
+    async def health(self) -> HealthStatus:
+        details: dict[str, object] = {
+            "url": self._config.shown_url,
+            "mode": self._config.mode,
+            "namespace": self.namespace,
+        }
+        if self._client is None:
+            return HealthStatus("unhealthy", self.name, "not connected", details=details)
+        start = time.perf_counter()
+        try:
+            await self._client.execute_command("PING")
+            latency = (time.perf_counter() - start) * 1000
+            info = await self._client.info("server")
+            if self._cluster:
+                # One dict per node: report the versions seen.
+                versions = sorted({str(v.get("redis_version")) for v in info.values()})
+                details["redis_version"] = ",".join(versions)
+                details["nodes"] = len(info)
+            else:
+                details["redis_version"] = info.get("redis_version")
+        except Exception as exc:  # noqa: BLE001 - health never raises
+            return HealthStatus("unhealthy", self.name, str(self._error(exc)), details=details)
+        return HealthStatus("healthy", self.name, "ok", latency_ms=latency, details=details)
+
+
+async def _close_quietly(client: Any, sentinel: Any) -> None:
+    # Closing a dead connection may fail; there is nothing left to do about it.
+    with contextlib.suppress(Exception):
+        await client.aclose()
+    if sentinel is not None:
+        for node in sentinel.sentinels:
+            with contextlib.suppress(Exception):
+                await node.aclose()
