@@ -1,1 +1,53 @@
-"""Entry point module of dmem-chroma."""
+"""Entry point module of dmem-chroma: registers the KV and vector providers.
+
+Importing this module does not import chromadb (it is slow to import); the
+factories do, lazily, when a store is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import dmem
+from dmem import ProviderSpec
+
+__all__ = ["dmem_register_providers"]
+
+_SCHEMES = ("chroma", "chroma+http", "chroma+https")
+
+
+def create_kv_provider(url: str, options: dict[str, Any]) -> Any:
+    from ._client import parse_config
+    from ._kv import ChromaKVProvider
+
+    return ChromaKVProvider(parse_config(url, options))
+
+
+def create_vector_provider(url: str, options: dict[str, Any]) -> Any:
+    from ._client import parse_config
+    from ._vector import ChromaVectorProvider
+
+    return ChromaVectorProvider(parse_config(url, options))
+
+
+@dmem.hookimpl
+def dmem_register_providers(register: Callable[[ProviderSpec], None]) -> None:
+    register(
+        ProviderSpec(
+            name="chroma",
+            schemes=_SCHEMES,
+            kind="kv",
+            factory=create_kv_provider,
+            description="key-value on Chroma: chroma://, chroma:///PATH, chroma+http://HOST:PORT",
+        )
+    )
+    register(
+        ProviderSpec(
+            name="chroma-vector",
+            schemes=_SCHEMES,
+            kind="vector",
+            factory=create_vector_provider,
+            description="vectors on Chroma (HNSW, cosine): chroma://, chroma:///PATH, chroma+http://",
+        )
+    )

@@ -1,0 +1,261 @@
+"""Connecting to Chroma, running its synchronous client off the event loop, mapping errors.
+
+One :class:`ChromaConnection` per provider. Every Chroma call goes through
+:meth:`ChromaConnection.run`: it runs in a worker thread (``asyncio.to_thread``)
+so the event loop stays free, is bounded by the configured ``timeout``
+(``ProviderUnavailableError`` when it passes, never a hang), and turns Chroma's
+exceptions into dmem errors (``chromadb.*`` never escapes raw).
+
+Writes that must not interleave (read-modify-write such as ``if_not_exists``)
+take :meth:`ChromaConnection.lock`: one ``threading.Lock`` per collection per
+process, shared by every provider of this process on that collection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+from dmem import (
+    InvalidArgumentError,
+    ProviderError,
+    ProviderOptions,
+    ProviderUnavailableError,
+    redact_url,
+)
+
+__all__ = ["ChromaConfig", "ChromaConnection", "parse_config"]
+
+T = TypeVar("T")
+Mode = Literal["ephemeral", "persistent", "http"]
+
+_LOCKS: dict[tuple[str, ...], threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ChromaConfig:
+    """Where and how to reach Chroma; built by :func:`parse_config`, no I/O."""
+
+    mode: Mode
+    url: str
+    path: str = ""
+    host: str = ""
+    port: int = 8000
+    ssl: bool = False
+    tenant: str = "default_tenant"
+    database: str = "default_database"
+    collection: str = "dmem"
+    namespace: str = ""
+    timeout: float = 10.0
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def __repr__(self) -> str:
+        return f"ChromaConfig({redact_url(self.url)!r}, namespace={self.namespace!r})"
+
+    @property
+    def where(self) -> str:
+        """A secret-free description for messages and health reports."""
+        if self.mode == "http":
+            scheme = "https" if self.ssl else "http"
+            return f"chroma+{scheme}://{self.host}:{self.port} ({self.tenant}/{self.database})"
+        if self.mode == "persistent":
+            return f"chroma:///{self.path.lstrip('/')}"
+        return "chroma:// (in-process, ephemeral)"
+
+    def collection_name(self, kind: str) -> str:
+        """Chroma's names allow only [a-zA-Z0-9._-], so the namespace goes in as a hash."""
+        digest = hashlib.sha256(self.namespace.encode("utf-8", "surrogatepass")).hexdigest()
+        return f"{self.collection}-{kind}-{digest[:32]}"
+
+
+def parse_config(url: str, options: dict[str, Any]) -> ChromaConfig:
+    """``chroma://``, ``chroma:///path``, ``chroma+http(s)://host:port`` and options."""
+    opts = ProviderOptions(options, provider="chroma")
+    namespace = opts.str("namespace", "")
+    tenant = opts.str("tenant", "default_tenant")
+    database = opts.str("database", "default_database")
+    collection = opts.str("collection", "dmem")
+    timeout = opts.float("timeout", 10.0)
+    token = opts.optional_str("token")
+    opts.done()
+    if not collection or not collection[0].isalnum() or len(collection) > 200:
+        raise InvalidArgumentError("chroma option 'collection' must start with a letter or digit")
+    if not all(c.isascii() and (c.isalnum() or c in "._-") for c in collection):
+        raise InvalidArgumentError("chroma option 'collection' may hold only [a-zA-Z0-9._-]")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidArgumentError(f"bad chroma URL {redact_url(url)!r}: {exc}") from None
+    scheme = parts.scheme.lower()
+    common: dict[str, Any] = {
+        "url": url,
+        "tenant": tenant,
+        "database": database,
+        "collection": collection,
+        "namespace": namespace,
+        "timeout": timeout,
+    }
+    if scheme in ("chroma+http", "chroma+https"):
+        if not parts.hostname:
+            raise InvalidArgumentError("chroma+http URLs need a host: chroma+http://HOST:PORT")
+        headers = {"x-chroma-token": token} if token else {}
+        return ChromaConfig(
+            mode="http",
+            host=parts.hostname,
+            port=port or 8000,
+            ssl=scheme == "chroma+https",
+            headers=headers,
+            **common,
+        )
+    if scheme != "chroma":
+        raise InvalidArgumentError(f"not a chroma URL: {redact_url(url)!r}")
+    if token:
+        raise InvalidArgumentError("chroma option 'token' applies to chroma+http(s) URLs only")
+    if parts.netloc:
+        raise InvalidArgumentError(
+            "chroma URLs are chroma:// (in-process), chroma:///PATH (a directory) or "
+            f"chroma+http://HOST:PORT; got {redact_url(url)!r}"
+        )
+    if parts.path.strip("/"):
+        return ChromaConfig(mode="persistent", path=parts.path, **common)
+    return ChromaConfig(mode="ephemeral", **common)
+
+
+def _lock_for(key: tuple[str, ...]) -> threading.Lock:
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(key)
+        if lock is None:
+            lock = _LOCKS[key] = threading.Lock()
+        return lock
+
+
+def _is_unreachable(exc: BaseException) -> bool:
+    """Connection-level failures (the server is down or does not answer)."""
+    import httpx
+
+    if isinstance(exc, (httpx.TransportError, ConnectionError, TimeoutError)):
+        return True
+    text = str(exc)
+    return "Could not connect to" in text or "Connection refused" in text
+
+
+def map_error(exc: Exception, where: str) -> Exception:
+    """The dmem error for a Chroma exception (the caller chains the original)."""
+    from dmem import DmemError
+
+    if isinstance(exc, DmemError):
+        return exc
+    if _is_unreachable(exc):
+        return ProviderUnavailableError(f"cannot reach {where}: {type(exc).__name__}: {exc}")
+    text = str(exc)
+    if "dimension" in text.lower() and "expecting embedding" in text.lower():
+        return InvalidArgumentError(f"vector dimension mismatch: {text}")
+    return ProviderError(
+        f"chroma error on {where}: {type(exc).__module__}.{type(exc).__name__}: {text}"
+    )
+
+
+class ChromaConnection:
+    """A Chroma client and one collection, used from worker threads."""
+
+    def __init__(self, config: ChromaConfig, kind: str) -> None:
+        self.config = config
+        self.kind = kind
+        self.collection_name = config.collection_name(kind)
+        self._client: Any = None
+        self._collection: Any = None
+        place = config.path if config.mode == "persistent" else f"{config.host}:{config.port}"
+        self.lock = _lock_for(
+            (config.mode, place, config.tenant, config.database, self.collection_name)
+        )
+
+    @property
+    def collection(self) -> Any:
+        if self._collection is None:  # pragma: no cover - the store checks initialize first
+            raise ProviderError("chroma provider is not initialized")
+        return self._collection
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in a worker thread, within the timeout, with errors mapped."""
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(fn, *args), timeout=self.config.timeout)
+        except asyncio.TimeoutError:
+            raise ProviderUnavailableError(
+                f"{self.config.where} did not answer within {self.config.timeout:g} s"
+            ) from None
+        except Exception as exc:
+            raise map_error(exc, self.config.where) from exc
+
+    # --- lifecycle (worker thread) ----------------------------------------------------------
+    def open(self, metadata: dict[str, Any]) -> None:
+        import chromadb
+        from chromadb.config import Settings
+
+        config = self.config
+        # No telemetry: dmem never phones home, and there may be no network at all.
+        settings = Settings(anonymized_telemetry=False)
+        client: Any
+        if config.mode == "http":
+            client = chromadb.HttpClient(
+                host=config.host,
+                port=config.port,
+                ssl=config.ssl,
+                headers=dict(config.headers),
+                settings=settings,
+                tenant=config.tenant,
+                database=config.database,
+            )
+            _bound_http_timeout(client, config.timeout)
+        elif config.mode == "persistent":
+            client = chromadb.PersistentClient(
+                path=config.path, settings=settings, tenant=config.tenant, database=config.database
+            )
+        else:
+            client = chromadb.EphemeralClient(
+                settings=settings, tenant=config.tenant, database=config.database
+            )
+        try:
+            self._collection = client.get_or_create_collection(
+                self.collection_name,
+                metadata={"dmem:kind": self.kind, "dmem:namespace": config.namespace, **metadata},
+                # Never the default embedding function: it downloads a model.
+                embedding_function=None,
+            )
+        except BaseException:
+            client.close()
+            raise
+        self._client = client
+
+    def close(self) -> None:
+        client, self._client, self._collection = self._client, None, None
+        if client is not None:
+            client.close()
+
+    def heartbeat(self) -> int:
+        if self._client is None:
+            raise ProviderError("chroma provider is not initialized")
+        return int(self._client.heartbeat())
+
+    def max_batch(self) -> int:
+        if self._client is None:
+            return 1000
+        return max(1, int(self._client.get_max_batch_size()))
+
+
+def _bound_http_timeout(client: Any, timeout: float) -> None:
+    """Give the HTTP session a timeout: chromadb creates it with none (it would wait forever).
+
+    ``run`` bounds every call anyway; this also frees the worker thread.
+    """
+    import httpx
+
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if isinstance(session, httpx.Client):
+        session.timeout = httpx.Timeout(timeout)

@@ -1,0 +1,359 @@
+"""Key-value on Chroma: one collection per namespace, one record per key.
+
+Record layout (all in the record's metadata; the record's embedding is the
+constant ``[0.0]`` because Chroma requires one and KV has no use for it):
+
+* ``v``: the core's bytes when they are valid UTF-8 (JSON text: readable with
+  any Chroma tool), else ``b``: the bytes in base64. Exactly one is set.
+* ``x``: expiry as Unix epoch milliseconds; ``NO_EXPIRY`` (2**62) for none, so
+  "live" is the single filter ``x > now``.
+* ``t:NAME``: the value of tag NAME (``find_by_tag`` is a metadata filter).
+* ``w``: a random token written by ``if_not_exists`` (see below).
+
+Chroma has no id range or pattern filter: listing fetches the ids of live
+records (``x > now``, no values), filters them with the core's matcher, then
+reads values in batches. An exact pattern is a lookup by id.
+
+Chroma merges metadata on upsert, so a ``set`` reads the old record's tag
+names first and clears the ones not in the new tags (``None`` deletes a
+metadata key). ``if_not_exists`` uses Chroma's ``add``, which ignores an id
+that exists: after removing the key if it is expired, it adds the record with a
+fresh token and reads the token back; the writer whose token is there won.
+In-process, every read-modify-write runs under one lock per collection.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+from dmem import HealthStatus, KeyNotFoundError, Pattern
+from dmem.provider import Entry
+
+from ._client import ChromaConfig, ChromaConnection
+
+__all__ = ["NO_EXPIRY", "ChromaKVProvider"]
+
+NO_EXPIRY = 2**62
+_TAG = "t:"
+_EMBEDDING = [0.0]
+_PURGE_EVERY_MS = 1000
+_READ_BATCH = 256
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _encode(value: bytes) -> dict[str, Any]:
+    try:
+        return {"v": value.decode("utf-8"), "b": None}
+    except UnicodeDecodeError:
+        return {"v": None, "b": base64.b64encode(value).decode("ascii")}
+
+
+def _decode(meta: Mapping[str, Any]) -> bytes:
+    text = meta.get("v")
+    if isinstance(text, str):
+        return text.encode("utf-8")
+    return base64.b64decode(meta.get("b") or "")
+
+
+def _live(meta: Mapping[str, Any] | None, now: int) -> bool:
+    return meta is not None and int(meta.get("x", 0)) > now
+
+
+def _tags(meta: Mapping[str, Any]) -> dict[str, str]:
+    return {k[len(_TAG) :]: str(v) for k, v in meta.items() if k.startswith(_TAG)}
+
+
+class ChromaKVProvider:
+    """The whole KV contract on a Chroma collection (embedded or server)."""
+
+    name = "chroma"
+
+    def __init__(self, config: ChromaConfig) -> None:
+        self.config = config
+        self.namespace = config.namespace
+        self._conn = ChromaConnection(config, "kv")
+        self._last_purge = 0
+        self._batch = 1000
+
+    def __repr__(self) -> str:
+        return f"<ChromaKVProvider {self.config.where} namespace={self.namespace!r}>"
+
+    # --- lifecycle -------------------------------------------------------------------------
+    async def initialize(self) -> None:
+        def work() -> int:
+            self._conn.open({})
+            return self._conn.max_batch()
+
+        self._batch = await self._conn.run(work)
+
+    async def aclose(self) -> None:
+        await self._conn.run(self._conn.close)
+
+    # --- helpers (worker thread) -------------------------------------------------------------
+    def _metas(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(keys), self._batch):
+            chunk = list(keys[start : start + self._batch])
+            got = self._conn.collection.get(ids=chunk, include=["metadatas"])
+            for key, meta in zip(got["ids"], got["metadatas"] or [], strict=False):
+                found[key] = dict(meta or {})
+        return found
+
+    def _live_ids(self) -> list[str]:
+        got = self._conn.collection.get(where={"x": {"$gt": _now_ms()}}, include=[])
+        return list(got["ids"])
+
+    def _maybe_purge(self, now: int) -> None:
+        # Expired records are invisible at once; this bounds storage, at most once a second.
+        if now - self._last_purge >= _PURGE_EVERY_MS:
+            self._last_purge = now
+            self._conn.collection.delete(where={"x": {"$lte": now}})
+
+    def _record(
+        self,
+        key: str,
+        value: bytes,
+        ttl_ms: int | None,
+        tags: Mapping[str, str],
+        old: Mapping[str, Any] | None,
+        now: int,
+    ) -> dict[str, Any]:
+        meta: dict[str, Any] = _encode(value)
+        meta["x"] = NO_EXPIRY if ttl_ms is None else now + ttl_ms
+        for name, tag_value in tags.items():
+            meta[_TAG + name] = tag_value
+        if old:
+            for name in old:
+                if name.startswith(_TAG) and name not in meta:
+                    meta[name] = None  # upsert merges: None removes the old tag
+        return meta
+
+    def _upsert(self, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        for start in range(0, len(items), self._batch):
+            chunk = items[start : start + self._batch]
+            self._conn.collection.upsert(
+                ids=[key for key, _ in chunk],
+                embeddings=[_EMBEDDING] * len(chunk),
+                metadatas=[meta for _, meta in chunk],
+            )
+
+    def _write(
+        self,
+        items: Sequence[tuple[str, bytes]],
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> int:
+        with self._conn.lock:
+            now = _now_ms()
+            self._maybe_purge(now)
+            keys = [key for key, _ in items]
+            old = self._metas(keys)
+            if not if_not_exists:
+                self._upsert(
+                    [
+                        (key, self._record(key, value, ttl_ms, tags, old.get(key), now))
+                        for key, value in items
+                    ]
+                )
+                return len(items)
+            todo = [(key, value) for key, value in items if not _live(old.get(key), now)]
+            if not todo:
+                return 0
+            expired = [key for key, _ in todo if key in old]
+            collection = self._conn.collection
+            if expired:
+                # Only while still expired: another process may have just written it.
+                collection.delete(ids=expired, where={"x": {"$lte": now}})
+            token = uuid.uuid4().hex
+            metas = [self._record(key, value, ttl_ms, tags, None, now) for key, value in todo]
+            for meta in metas:
+                meta["w"] = token
+                for name in [n for n, v in meta.items() if v is None]:
+                    del meta[name]  # add() takes no None values
+            for start in range(0, len(todo), self._batch):
+                chunk = todo[start : start + self._batch]
+                # add() ignores ids that exist: that is the atomic "if not exists".
+                collection.add(
+                    ids=[key for key, _ in chunk],
+                    embeddings=[_EMBEDDING] * len(chunk),
+                    metadatas=metas[start : start + self._batch],
+                )
+            after = self._metas([key for key, _ in todo])
+            return sum(1 for key, _ in todo if after.get(key, {}).get("w") == token)
+
+    # --- reads -----------------------------------------------------------------------------
+    async def get(self, key: str) -> bytes | None:
+        def work() -> bytes | None:
+            got = self._conn.collection.get(ids=[key], include=["metadatas"])
+            metas = got["metadatas"] or []
+            if not metas or not _live(metas[0], _now_ms()):
+                return None
+            return _decode(metas[0])
+
+        return await self._conn.run(work)
+
+    async def get_entry(self, key: str) -> Entry | None:
+        def work() -> Entry | None:
+            meta = self._metas([key]).get(key)
+            now = _now_ms()
+            if not _live(meta, now):
+                return None
+            assert meta is not None
+            expires = int(meta["x"])
+            return _decode(meta), None if expires == NO_EXPIRY else max(0, expires - now)
+
+        return await self._conn.run(work)
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        def work() -> dict[str, bytes]:
+            metas = self._metas(keys)
+            now = _now_ms()
+            return {k: _decode(m) for k, m in metas.items() if _live(m, now)}
+
+        return await self._conn.run(work)
+
+    async def exists(self, key: str) -> bool:
+        def work() -> bool:
+            got = self._conn.collection.get(ids=[key], where={"x": {"$gt": _now_ms()}}, include=[])
+            return bool(got["ids"])
+
+        return await self._conn.run(work)
+
+    # --- writes ----------------------------------------------------------------------------
+    async def set(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> bool:
+        return bool(await self._conn.run(self._write, [(key, value)], ttl_ms, if_not_exists, tags))
+
+    async def set_many(
+        self,
+        items: Sequence[tuple[str, bytes]],
+        *,
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> int:
+        return await self._conn.run(self._write, items, ttl_ms, if_not_exists, tags)
+
+    def _delete(self, keys: Sequence[str]) -> int:
+        with self._conn.lock:
+            now = _now_ms()
+            metas = self._metas(keys)
+            if not metas:
+                return 0
+            for start in range(0, len(keys), self._batch):
+                self._conn.collection.delete(ids=list(keys[start : start + self._batch]))
+            return sum(1 for meta in metas.values() if _live(meta, now))
+
+    async def delete(self, key: str) -> bool:
+        return bool(await self._conn.run(self._delete, [key]))
+
+    async def delete_many(self, keys: Sequence[str]) -> int:
+        return await self._conn.run(self._delete, keys)
+
+    async def clear(self) -> int:
+        def work() -> int:
+            with self._conn.lock:
+                now = _now_ms()
+                got = self._conn.collection.get(include=["metadatas"])
+                ids = list(got["ids"])
+                live = sum(1 for meta in got["metadatas"] or [] if _live(meta, now))
+                for start in range(0, len(ids), self._batch):
+                    self._conn.collection.delete(ids=ids[start : start + self._batch])
+                return live
+
+        return await self._conn.run(work)
+
+    # --- listing ---------------------------------------------------------------------------
+    def _matching(self, pattern: Pattern) -> list[str]:
+        if pattern.is_exact:
+            key = pattern.literal_prefix
+            got = self._conn.collection.get(ids=[key], where={"x": {"$gt": _now_ms()}}, include=[])
+            return list(got["ids"])
+        prefix, matches = pattern.literal_prefix, pattern.matches
+        return [key for key in self._live_ids() if key.startswith(prefix) and matches(key)]
+
+    async def scan(self, pattern: Pattern) -> AsyncIterator[tuple[str, bytes]]:
+        # A snapshot of the matching ids (no values); values are read batch by batch,
+        # so a key deleted meanwhile is skipped and memory holds one batch of values.
+        keys = await self._conn.run(self._matching, pattern)
+        for start in range(0, len(keys), _READ_BATCH):
+            chunk = keys[start : start + _READ_BATCH]
+            values = await self.get_many(chunk)
+            for key in chunk:
+                value = values.get(key)
+                if value is not None:
+                    yield key, value
+
+    async def keys(self, pattern: Pattern) -> list[str]:
+        return await self._conn.run(self._matching, pattern)
+
+    async def count(self, pattern: Pattern) -> int:
+        return len(await self._conn.run(self._matching, pattern))
+
+    # --- tags and expiry -------------------------------------------------------------------
+    async def find_by_tag(self, name: str, value: str) -> list[str]:
+        def work() -> list[str]:
+            where = {"$and": [{_TAG + name: value}, {"x": {"$gt": _now_ms()}}]}
+            return list(self._conn.collection.get(where=where, include=[])["ids"])
+
+        return await self._conn.run(work)
+
+    async def get_tags(self, key: str) -> dict[str, str]:
+        def work() -> dict[str, str]:
+            meta = self._metas([key]).get(key)
+            if not _live(meta, _now_ms()):
+                raise KeyNotFoundError(f"key {key!r} is not live")
+            assert meta is not None
+            return _tags(meta)
+
+        return await self._conn.run(work)
+
+    def _set_expiry(self, key: str, ttl_ms: int | None) -> bool:
+        with self._conn.lock:
+            now = _now_ms()
+            if not _live(self._metas([key]).get(key), now):
+                return False
+            expires = NO_EXPIRY if ttl_ms is None else now + ttl_ms
+            self._conn.collection.update(ids=[key], metadatas=[{"x": expires}])
+            return True
+
+    async def expire(self, key: str, ttl_ms: int) -> bool:
+        return await self._conn.run(self._set_expiry, key, ttl_ms)
+
+    async def persist(self, key: str) -> bool:
+        return await self._conn.run(self._set_expiry, key, None)
+
+    async def ttl(self, key: str) -> float | None:
+        entry = await self.get_entry(key)
+        if entry is None:
+            raise KeyNotFoundError(f"key {key!r} is not live")
+        return None if entry[1] is None else entry[1] / 1000
+
+    async def health(self) -> HealthStatus:
+        start = time.perf_counter()
+        try:
+            await self._conn.run(self._conn.heartbeat)
+        except Exception as exc:  # noqa: BLE001 - health never raises
+            return HealthStatus("unhealthy", self.name, f"{type(exc).__name__}: {exc}")
+        return HealthStatus(
+            "healthy",
+            self.name,
+            f"ok: {self.config.where}",
+            latency_ms=(time.perf_counter() - start) * 1000,
+            details={"collection": self._conn.collection_name, "namespace": self.namespace},
+        )
