@@ -421,13 +421,14 @@ class RedisProvider:
         try:
             await self._client.execute_command("PING")
             latency = (time.perf_counter() - start) * 1000
-            info = await self._client.info("server")
             if self._cluster:
-                # One dict per node: report the versions seen.
+                # Every primary must answer: one dict per node.
+                info = await self._client.info("server", target_nodes=self._client.PRIMARIES)
                 versions = sorted({str(v.get("redis_version")) for v in info.values()})
                 details["redis_version"] = ",".join(versions)
-                details["nodes"] = len(info)
+                details["primaries"] = len(info)
             else:
+                info = await self._client.info("server")
                 details["redis_version"] = info.get("redis_version")
         except Exception as exc:  # noqa: BLE001 - health never raises
             return HealthStatus("unhealthy", self.name, str(self._error(exc)), details=details)
