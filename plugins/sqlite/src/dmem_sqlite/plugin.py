@@ -1,1 +1,61 @@
-"""Entry point module of dmem-sqlite (providers registered once the backend lands)."""
+"""Entry point module of dmem-sqlite: registers the ``sqlite`` and ``postgresql`` providers.
+
+The hook does no I/O and imports no driver: the factories parse the URL and options
+(raising ``InvalidArgumentError`` early) and the driver is imported when a store is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from dmem import PluginNotFoundError, ProviderSpec, hookimpl
+
+__all__ = ["create_postgres_provider", "create_sqlite_provider", "dmem_register_providers"]
+
+
+def create_sqlite_provider(url: str, options: dict[str, Any]) -> Any:
+    """``sqlite:///path.db`` (created with its parent directories) or ``sqlite://`` (memory)."""
+    from ._config import parse_sqlite
+    from ._sqlite import SQLiteProvider
+
+    return SQLiteProvider(parse_sqlite(url, options))
+
+
+def create_postgres_provider(url: str, options: dict[str, Any]) -> Any:
+    """``postgresql://user:password@host:port/db`` through asyncpg."""
+    from ._config import parse_postgres
+
+    config = parse_postgres(url, options)
+    try:
+        import asyncpg  # noqa: F401 - only checking that the extra is installed
+    except ImportError as exc:
+        raise PluginNotFoundError(
+            "PostgreSQL support needs asyncpg: pip install 'dmem[postgresql]' "
+            "(or 'dmem-sqlite[postgresql]')"
+        ) from exc
+    from ._postgres import PostgresProvider
+
+    return PostgresProvider(config)
+
+
+@hookimpl
+def dmem_register_providers(register: Callable[[ProviderSpec], None]) -> None:
+    register(
+        ProviderSpec(
+            name="sqlite",
+            schemes=("sqlite",),
+            kind="kv",
+            factory=create_sqlite_provider,
+            description="SQLite file (WAL, durable commits), the embedded default",
+        )
+    )
+    register(
+        ProviderSpec(
+            name="postgresql",
+            schemes=("postgresql", "postgres", "postgresql+asyncpg"),
+            kind="kv",
+            factory=create_postgres_provider,
+            description="PostgreSQL server through asyncpg (extra: postgresql)",
+        )
+    )

@@ -1,0 +1,456 @@
+"""``SQLiteProvider``: the contract on a SQLite file (or a private in-memory database).
+
+Every call is one job on the provider's :class:`~dmem_sqlite._worker.Worker`
+thread; the functions below (``_get``, ``_set`` ...) run on that thread with
+its connection, and compute "now" there, when the statement actually runs.
+
+Durability: the database is in WAL mode. With ``synchronous=normal`` (the
+default) a write that returned survives any crash or SIGKILL of the process,
+and the file is never corrupted, but the last commits before a power loss or
+OS crash may be rolled back (the WAL is fsynced at checkpoints, not on every
+commit). ``synchronous=full`` fsyncs on every commit, so a returned write also
+survives power loss, at the cost of one fsync per transaction (group commit
+shares it among concurrent writers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from functools import lru_cache
+from itertools import chain
+from typing import Any
+
+from dmem import HealthStatus, KeyNotFoundError, Pattern, ProviderError
+from dmem.provider import Entry
+
+from ._common import PURGE_BATCH, SCHEMA_VERSION, is_prefix_glob, now_ms, upper_bound
+from ._config import SQLiteConfig
+from ._sqlite_sql import SQLiteStatements, chunk_sizes
+from ._worker import Worker, map_error
+
+__all__ = ["SQLiteProvider"]
+
+_MIN_VERSION = (3, 24, 0)  # INSERT ... ON CONFLICT DO UPDATE (upsert)
+_PAGE_ROWS = 512  # rows per scan page
+_PAGE_BYTES = 4 * 1024 * 1024  # and at most about this many value bytes per page
+
+
+@lru_cache(maxsize=16)
+def _statements(table: str) -> SQLiteStatements:
+    return SQLiteStatements(table)
+
+
+class SQLiteProvider:
+    """A key-value provider on SQLite; one worker thread and connection per store."""
+
+    name = "sqlite"
+
+    def __init__(self, config: SQLiteConfig) -> None:
+        self.namespace = config.namespace
+        self._config = config
+        self._sql = _statements(config.table)
+        self._worker: Worker | None = None
+        self._where = f"SQLite {config.display} (table {config.table})"
+
+    def __repr__(self) -> str:
+        return f"<SQLiteProvider {self._config.display} namespace={self.namespace!r}>"
+
+    # --- lifecycle -------------------------------------------------------------------------
+    async def initialize(self) -> None:
+        if sqlite3.sqlite_version_info < _MIN_VERSION:
+            raise ProviderError(
+                f"SQLite {sqlite3.sqlite_version} is too old: dmem-sqlite needs >= 3.24 (upsert)"
+            )
+        worker = Worker(self._connect, where=self._where, maintenance=self._purge)
+        worker.start()
+        try:
+            await worker.call(self._setup)
+        except BaseException:
+            await worker.stop()
+            raise
+        self._worker = worker
+
+    async def aclose(self) -> None:
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            await worker.stop()
+
+    def _w(self) -> Worker:
+        worker = self._worker
+        if worker is None:
+            from dmem import NotInitializedError
+
+            raise NotInitializedError("the SQLite provider is not initialized")
+        return worker
+
+    # --- worker thread: connection and schema ----------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        config = self._config
+        if config.path is None:
+            target = ":memory:"
+        else:
+            config.path.parent.mkdir(parents=True, exist_ok=True)
+            target = str(config.path)
+        conn = sqlite3.connect(
+            target,
+            timeout=config.busy_timeout,
+            isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+            check_same_thread=False,
+            cached_statements=256,
+        )
+        try:
+            if config.path is not None:
+                self._wal(conn)
+            # Fixed literals only: never user text in a PRAGMA.
+            conn.execute(
+                "PRAGMA synchronous=FULL" if config.synchronous == "full" else "PRAGMA synchronous=NORMAL"
+            )
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _wal(self, conn: sqlite3.Connection) -> None:
+        # Switching a new file to WAL needs a moment of exclusive access; when another
+        # process is doing the same, retry within the busy timeout instead of failing.
+        deadline = time.monotonic() + self._config.busy_timeout
+        while True:
+            try:
+                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+        if str(mode).lower() != "wal":
+            raise ProviderError(f"{self._where}: could not switch to WAL (journal_mode={mode})")
+
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        sql = self._sql
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in sql.ddl:
+                conn.execute(statement)
+            conn.execute(sql.meta_init.sql, ("schema_version", str(SCHEMA_VERSION)))
+            row = conn.execute(sql.meta_get.sql, ("schema_version",)).fetchone()
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        version = int(row[0])
+        if version > SCHEMA_VERSION:
+            raise ProviderError(
+                f"{self._where}: schema version {version} was written by a newer dmem-sqlite "
+                f"(this one knows {SCHEMA_VERSION}); upgrade dmem-sqlite"
+            )
+
+    def _purge(self, conn: sqlite3.Connection) -> None:
+        """Remove up to PURGE_BATCH expired rows (any namespace) and their tags."""
+        sql = self._sql
+        now = now_ms()
+        rows = conn.execute(
+            sql.purge_select.sql, sql.purge_select.args(now=now, limit=PURGE_BATCH)
+        ).fetchall()
+        if rows:
+            conn.executemany(sql.tags_delete.sql, rows)
+            conn.executemany(sql.purge_kv.sql, [(ns, key, now) for ns, key in rows])
+
+    def _tags_in_use(self, conn: sqlite3.Connection) -> bool:
+        sql = self._sql.tags_any
+        return conn.execute(sql.sql, sql.args(ns=self.namespace)).fetchone() is not None
+
+    def _retag(self, conn: sqlite3.Connection, keys: Sequence[str], tags: Mapping[str, str]) -> None:
+        """Replace the tags of freshly written ``keys`` by ``tags``.
+
+        When the namespace holds no tag rows at all (tags unused), there is nothing to
+        drop, which saves one statement per key on the common path.
+        """
+        ns = self.namespace
+        if tags or self._tags_in_use(conn):
+            conn.executemany(self._sql.tags_delete.sql, [(ns, key) for key in keys])
+        if tags:
+            pairs = list(tags.items())
+            conn.executemany(
+                self._sql.tags_insert.sql,
+                [(ns, key, name, value) for key in keys for name, value in pairs],
+            )
+
+    # --- worker thread: operations ---------------------------------------------------------
+    def _get(self, conn: sqlite3.Connection, key: str) -> tuple[bytes, int | None] | None:
+        now = now_ms()
+        row = conn.execute(self._sql.get.sql, (self.namespace, key, now)).fetchone()
+        if row is None:
+            return None
+        expires_at = row[1]
+        return row[0], None if expires_at is None else max(0, expires_at - now)
+
+    def _exists(self, conn: sqlite3.Connection, key: str) -> tuple[bool, int | None]:
+        now = now_ms()
+        row = conn.execute(self._sql.exists.sql, (self.namespace, key, now)).fetchone()
+        if row is None:
+            return False, None
+        return True, None if row[0] is None else max(0, row[0] - now)
+
+    def _get_many(self, conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, bytes]:
+        now = now_ms()
+        sql, ns = self._sql.get.sql, self.namespace
+        found: dict[str, bytes] = {}
+        for key in keys:
+            row = conn.execute(sql, (ns, key, now)).fetchone()
+            if row is not None:
+                found[key] = row[0]
+        return found
+
+    def _set(
+        self,
+        conn: sqlite3.Connection,
+        key: str,
+        value: bytes,
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> bool:
+        now = now_ms()
+        exp = None if ttl_ms is None else now + ttl_ms
+        if if_not_exists:
+            cursor = conn.execute(self._sql.insert_nx.sql, (self.namespace, key, value, exp, now))
+            if cursor.rowcount == 0:
+                return False
+        else:
+            conn.execute(self._sql.upsert.sql, (self.namespace, key, value, exp))
+        if tags or self._tags_in_use(conn):
+            self._retag(conn, (key,), tags)
+        return True
+
+    def _set_many(
+        self,
+        conn: sqlite3.Connection,
+        items: Sequence[tuple[str, bytes]],
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> int:
+        now = now_ms()
+        exp = None if ttl_ms is None else now + ttl_ms
+        ns = self.namespace
+        written: Sequence[str]
+        if if_not_exists:
+            sql = self._sql.insert_nx.sql
+            written = [
+                key for key, value in items if conn.execute(sql, (ns, key, value, exp, now)).rowcount
+            ]
+        else:
+            start = 0
+            for size in chunk_sizes(len(items)):
+                params = list(chain.from_iterable(items[start : start + size]))
+                params.append(ns)
+                params.append(exp)
+                conn.execute(self._sql.upsert_rows(size).sql, params)
+                start += size
+            if not tags and not self._tags_in_use(conn):
+                return len(items)
+            written = [key for key, _ in items]
+        if written:
+            self._retag(conn, written, tags)
+        return len(written)
+
+    def _delete_many(self, conn: sqlite3.Connection, keys: Sequence[str]) -> int:
+        now = now_ms()
+        sql, ns = self._sql.delete.sql, self.namespace
+        removed = [key for key in keys if conn.execute(sql, (ns, key, now)).rowcount]
+        if removed and self._tags_in_use(conn):
+            conn.executemany(self._sql.tags_delete.sql, [(ns, key) for key in removed])
+        return len(removed)
+
+    def _expire(self, conn: sqlite3.Connection, key: str, ttl_ms: int | None) -> bool:
+        now = now_ms()
+        if ttl_ms is None:
+            cursor = conn.execute(self._sql.persist.sql, (self.namespace, key, now))
+        else:
+            cursor = conn.execute(self._sql.expire.sql, (now + ttl_ms, self.namespace, key, now))
+        return cursor.rowcount > 0
+
+    def _clear(self, conn: sqlite3.Connection) -> int:
+        sql, ns = self._sql, self.namespace
+        live = int(conn.execute(sql.count_live.sql, (ns, now_ms())).fetchone()[0])
+        conn.execute(sql.clear_tags.sql, (ns,))
+        conn.execute(sql.clear_kv.sql, (ns,))
+        return live
+
+    def _range_args(self, pattern: Pattern, **extra: Any) -> tuple[bool, dict[str, Any]]:
+        prefix = pattern.literal_prefix
+        hi = upper_bound(prefix)
+        values: dict[str, Any] = {"ns": self.namespace, "lo": prefix, "now": now_ms(), **extra}
+        if hi is not None:
+            values["hi"] = hi
+        return hi is not None, values
+
+    def _keys(self, conn: sqlite3.Connection, pattern: Pattern) -> list[str]:
+        if pattern.is_exact:
+            live, _ = self._exists(conn, pattern.literal_prefix)
+            return [pattern.literal_prefix] if live else []
+        upper, values = self._range_args(pattern)
+        stmt = self._sql.keys[upper]
+        cursor = conn.execute(stmt.sql, stmt.args(**values))
+        if is_prefix_glob(pattern):
+            return [row[0] for row in cursor]
+        matches = pattern.matches
+        return [row[0] for row in cursor if matches(row[0])]
+
+    def _count(self, conn: sqlite3.Connection, pattern: Pattern) -> int:
+        if pattern.is_exact:
+            return 1 if self._exists(conn, pattern.literal_prefix)[0] else 0
+        upper, values = self._range_args(pattern)
+        if is_prefix_glob(pattern):
+            stmt = self._sql.count[upper]
+            return int(conn.execute(stmt.sql, stmt.args(**values)).fetchone()[0])
+        stmt = self._sql.keys[upper]
+        matches = pattern.matches
+        return sum(1 for row in conn.execute(stmt.sql, stmt.args(**values)) if matches(row[0]))
+
+    def _scan_page(
+        self, conn: sqlite3.Connection, pattern: Pattern, after: str | None
+    ) -> tuple[list[tuple[str, bytes]], str | None]:
+        """One page of matching rows after key ``after``; and the key to continue after
+        (None when the range is exhausted). Keyset pagination: no OFFSET, no open cursor
+        between pages, constant memory."""
+        upper, values = self._range_args(pattern, limit=_PAGE_ROWS)
+        if after is not None:
+            values["lo"] = after
+        stmt = self._sql.scan_page[(after is None, upper)]
+        matches, everything = pattern.matches, is_prefix_glob(pattern)
+        out: list[tuple[str, bytes]] = []
+        size = seen = 0
+        last: str | None = None
+        cursor = conn.execute(stmt.sql, stmt.args(**values))
+        try:
+            for key, value in cursor:
+                seen += 1
+                last = key
+                if everything or matches(key):
+                    out.append((key, value))
+                    size += len(value)
+                    if size >= _PAGE_BYTES:
+                        return out, last
+        finally:
+            cursor.close()
+        return out, (last if seen == _PAGE_ROWS else None)
+
+    def _find_by_tag(self, conn: sqlite3.Connection, name: str, value: str) -> list[str]:
+        rows = conn.execute(self._sql.find_by_tag.sql, (self.namespace, name, value, now_ms()))
+        return [row[0] for row in rows]
+
+    def _get_tags(self, conn: sqlite3.Connection, key: str) -> dict[str, str]:
+        rows = conn.execute(self._sql.get_tags.sql, (self.namespace, key, now_ms())).fetchall()
+        if not rows:
+            raise KeyNotFoundError(f"key {key!r} is not live")
+        return {name: value for _, name, value in rows if name is not None}
+
+    # --- the async API ---------------------------------------------------------------------
+    async def get(self, key: str) -> bytes | None:
+        entry = await self._w().call(self._get, key)
+        return None if entry is None else entry[0]
+
+    async def get_entry(self, key: str) -> Entry | None:
+        return await self._w().call(self._get, key)
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        return await self._w().call(self._get_many, keys)
+
+    async def exists(self, key: str) -> bool:
+        return (await self._w().call(self._exists, key))[0]
+
+    async def set(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> bool:
+        return await self._w().call(
+            self._set, key, value, ttl_ms, if_not_exists, tags, write=True
+        )
+
+    async def set_many(
+        self,
+        items: Sequence[tuple[str, bytes]],
+        *,
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> int:
+        return await self._w().call(
+            self._set_many, items, ttl_ms, if_not_exists, tags, write=True
+        )
+
+    async def delete(self, key: str) -> bool:
+        return await self._w().call(self._delete_many, (key,), write=True) > 0
+
+    async def delete_many(self, keys: Sequence[str]) -> int:
+        return await self._w().call(self._delete_many, keys, write=True)
+
+    async def scan(self, pattern: Pattern) -> AsyncIterator[tuple[str, bytes]]:
+        after: str | None = None
+        while True:
+            rows, after = await self._w().call(self._scan_page, pattern, after)
+            for row in rows:
+                yield row
+            if after is None:
+                return
+
+    async def keys(self, pattern: Pattern) -> list[str]:
+        return await self._w().call(self._keys, pattern)
+
+    async def count(self, pattern: Pattern) -> int:
+        return await self._w().call(self._count, pattern)
+
+    async def clear(self) -> int:
+        return await self._w().call(self._clear, write=True)
+
+    async def find_by_tag(self, name: str, value: str) -> list[str]:
+        return await self._w().call(self._find_by_tag, name, value)
+
+    async def get_tags(self, key: str) -> dict[str, str]:
+        return await self._w().call(self._get_tags, key)
+
+    async def expire(self, key: str, ttl_ms: int) -> bool:
+        return await self._w().call(self._expire, key, ttl_ms, write=True)
+
+    async def persist(self, key: str) -> bool:
+        return await self._w().call(self._expire, key, None, write=True)
+
+    async def ttl(self, key: str) -> float | None:
+        live, left = await self._w().call(self._exists, key)
+        if not live:
+            raise KeyNotFoundError(f"key {key!r} is not live")
+        return None if left is None else left / 1000
+
+    async def health(self) -> HealthStatus:
+        start = time.perf_counter()
+        details: dict[str, object] = {
+            "url": self._config.display,
+            "table": self._config.table,
+            "namespace": self.namespace,
+            "sqlite_version": sqlite3.sqlite_version,
+        }
+        try:
+            worker = self._w()
+            mode = await asyncio.wait_for(worker.call(_journal_mode), self._config.timeout)
+        except BaseException as exc:  # noqa: BLE001 - health never raises
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            err = map_error(exc, self._where)
+            return HealthStatus("unhealthy", self.name, f"{type(err).__name__}: {err}", None, details)
+        details["journal_mode"] = mode
+        details["synchronous"] = self._config.synchronous
+        latency = (time.perf_counter() - start) * 1000
+        return HealthStatus("healthy", self.name, "ok", latency, details)
+
+
+def _journal_mode(conn: sqlite3.Connection) -> str:
+    return str(conn.execute("PRAGMA journal_mode").fetchone()[0])
