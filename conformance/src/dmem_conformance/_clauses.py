@@ -1,0 +1,70 @@
+"""The clauses of the contract (CONTRACT.md) the suite checks, by stable id.
+
+Every suite test names exactly one clause; the pytest plugin and the runner
+report results clause by clause, so a failure says which promise is broken.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CAPABILITIES", "CLAUSES"]
+
+CLAUSES: dict[str, str] = {
+    "keys.exact": "Keys: case-sensitive and byte-exact, any character but NUL (incl. *?[]\\:)",
+    "values.roundtrip": "Values: exact round trip in value and type (tuple->list)",
+    "values.awkward": "Values: '', b'', '123', -0.0, True, None stay what they are",
+    "values.none-is-live": "Values: a stored None is a live key (exists, not default)",
+    "values.large": "Values: up to at least 4 MiB encoded",
+    "errors.invalid-key": "Errors: bad key -> InvalidKeyError before any I/O",
+    "errors.invalid-value": "Errors: bad value -> InvalidValueError before any I/O",
+    "errors.invalid-argument": "Errors: bad ttl/tags/flag -> InvalidArgumentError",
+    "errors.invalid-pattern": "Errors: malformed glob -> InvalidPatternError",
+    "errors.batch-validation": "Batches: one invalid item and nothing is written",
+    "errors.key-not-found": "Errors: ttl()/get_tags() of a missing key -> KeyNotFoundError",
+    "ops.return-values": "Operations: set/delete/expire/persist return what the table says",
+    "batch.get-many": "get_many: the live keys only, duplicates allowed",
+    "batch.set-many": "set_many: returns keys written; replaces value, tags, expiry",
+    "batch.delete-many": "delete_many: distinct live keys removed",
+    "nx.semantics": "if_not_exists: writes only if not live; False changes nothing",
+    "nx.ttl": "if_not_exists with ttl: both apply atomically",
+    "nx.concurrent-tasks": "if_not_exists: exactly one winner among concurrent tasks",
+    "nx.connections": "if_not_exists: exactly one winner across independent connections",
+    "ttl.expiry": "TTL: live for at least t-10ms, gone after t+50ms",
+    "ttl.absent-everywhere": "TTL: an expired key is absent for every call",
+    "ttl.remaining": "ttl(): seconds left (ms resolution, rounded up), None without expiry",
+    "ttl.expire": "expire(): sets a new expiry on a live key only",
+    "ttl.persist": "persist(): removes the expiry of a live key only",
+    "ttl.set-replaces": "set: replaces the expiry (no ttl means none)",
+    "tags.replace": "Tags: set replaces a key's tags; no tags means none",
+    "tags.delete": "Tags: delete drops them; find_by_tag never returns a deleted key",
+    "tags.expiry": "Tags: expiry drops them",
+    "tags.values": "Tags: names and values with ':' and any character, never confused",
+    "patterns.match": "Patterns: keys/count/scan equal the core matcher on the data",
+    "patterns.unicode": "Patterns: '?' is one code point, also on non-ASCII keys",
+    "patterns.escapes": "Patterns: classes, ranges, negation and backslash escapes",
+    "namespaces.isolation": "Namespaces: keys, counts, tags and clear never cross",
+    "namespaces.prefix": "Namespaces: 'a' and 'ab' (and separator look-alikes) never leak",
+    "namespaces.bookkeeping": "Namespaces: the provider's bookkeeping never shows in listings",
+    "scan.once": "scan/keys: each stable live key exactly once, no duplicates",
+    "scan.memory": "scan: streams in constant memory",
+    "scan.early-exit": "scan: leaving the iteration early leaves the store usable",
+    "clear.namespace": "clear(): removes this namespace's live keys and returns how many",
+    "concurrency.tasks": "Lifecycle: a store is safe for many concurrent tasks on one loop",
+    "health.report": "health(): a HealthStatus, never raises",
+    "health.secrets": "Errors/health: no secret in any repr, report or message",
+    "lifecycle.idempotent": "Lifecycle: initialize()/aclose() idempotent, async with works",
+    "lifecycle.closed": "Lifecycle: calls after aclose() raise NotInitializedError",
+    "errors.unavailable": "Errors: unreachable backend -> ProviderUnavailableError, no hang",
+    "model.state-machine": "Everything together: random call sequences agree with a dict model",
+    "suite.guard": "Suite: tests are not overridden or deleted without xfail(reason=...)",
+}
+
+CAPABILITIES: dict[str, str] = {
+    "shared_connections": (
+        "each store_factory call is an independent connection to the same data "
+        "(two stores on one namespace see each other's writes)"
+    ),
+    "unreachable": (
+        "the suite can open a store on a backend that is down "
+        "(fixture unreachable_store_factory)"
+    ),
+}

@@ -1,0 +1,190 @@
+"""Hypothesis strategies for dmem keys, values, tags and glob patterns.
+
+Public, so backend authors can reuse them in their own property tests. They
+lean towards the awkward cases: empty strings and bytes, numeric-looking
+strings, ``-0.0``, deep nesting, non-ASCII text (NFC and NFD forms), and keys
+full of glob and separator characters (``*?[]\\:``).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+from hypothesis import strategies as st
+
+__all__ = [
+    "AWKWARD_KEYS",
+    "AWKWARD_VALUES",
+    "expected_value",
+    "keys",
+    "listing_keys",
+    "patterns",
+    "same_value",
+    "tag_maps",
+    "values",
+]
+
+_INT64 = (-(2**63), 2**63 - 1)
+
+AWKWARD_KEYS: tuple[str, ...] = (
+    "a",
+    "A",
+    "123",
+    " ",
+    "key with spaces ",
+    "*",
+    "?",
+    "[",
+    "]",
+    "[a-z]",
+    "\\",
+    "a\\b",
+    ":",
+    "a:b:c",
+    "user:*:name",
+    "é",  # NFC, one code point
+    unicodedata.normalize("NFD", "é"),  # two code points
+    "日本語",
+    "emoji-\U0001f600",
+    "tab\tnewline\n",
+    "x" * 1024,  # the longest ASCII key
+    "é" * 512,  # 1024 bytes in UTF-8
+)
+
+AWKWARD_VALUES: tuple[Any, ...] = (
+    "",
+    b"",
+    "123",
+    "null",
+    "true",
+    -0.0,
+    0.0,
+    True,
+    False,
+    0,
+    1,
+    None,
+    [],
+    {},
+    [None],
+    {"": ""},
+    2**63 - 1,
+    -(2**63),
+    1.5e308,
+    5e-324,
+    "\x00",  # NUL is fine inside a value
+    "\u2028\u2029",
+    b"\x00Z",  # looks like the compression marker, but is user bytes
+    b"\x00B",
+    b"\xff" * 3,
+    "é",
+    unicodedata.normalize("NFD", "é"),
+    {"nested": {"list": [1, 2.5, "x", None, True, {"deep": []}]}},
+    (1, (2, (3,))),
+)
+
+_text_chars = st.characters(exclude_categories=("Cs",))
+_key_chars = st.characters(exclude_categories=("Cs",), exclude_characters="\x00")
+
+
+def _fits(key: str) -> bool:
+    return len(key.encode("utf-8")) <= 1024
+
+
+def keys() -> st.SearchStrategy[str]:
+    """Valid keys: non-empty, no NUL or lone surrogate, at most 1024 UTF-8 bytes."""
+    generated = st.text(_key_chars, min_size=1, max_size=24).filter(_fits)
+    specials = st.text(st.sampled_from("ab*?[]\\:-^ é"), min_size=1, max_size=8)
+    return st.one_of(st.sampled_from(AWKWARD_KEYS), specials, generated)
+
+
+def _json_leaves() -> st.SearchStrategy[Any]:
+    return st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(*_INT64),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(_text_chars, max_size=20),
+    )
+
+
+def values(*, max_leaves: int = 12) -> st.SearchStrategy[Any]:
+    """Storable values: JSON-shaped (lists, tuples, str-keyed dicts) or top-level bytes."""
+    nested = st.recursive(
+        _json_leaves(),
+        lambda children: st.one_of(
+            st.lists(children, max_size=4),
+            st.lists(children, max_size=3).map(tuple),
+            st.dictionaries(st.text(_text_chars, max_size=8), children, max_size=4),
+        ),
+        max_leaves=max_leaves,
+    )
+    return st.one_of(
+        st.sampled_from(AWKWARD_VALUES),
+        st.binary(max_size=64),
+        st.binary(max_size=64).map(bytearray),
+        nested,
+    )
+
+
+def tag_maps(*, max_size: int = 3) -> st.SearchStrategy[dict[str, str]]:
+    """Tag mappings; values may be empty or hold ``:`` and other separators."""
+    names = st.one_of(
+        st.sampled_from(["user", "a:b", "a", "tag name", "é", "k=v"]),
+        st.text(_key_chars, min_size=1, max_size=8),
+    )
+    tag_values = st.one_of(
+        st.sampled_from(["", "1", "b:c", "x:y:z", "=", "é", " "]),
+        st.text(_key_chars, max_size=8),
+    )
+    return st.dictionaries(names, tag_values, max_size=max_size)
+
+
+_PATTERN_ALPHABET = "ab:é*?[]\\"
+
+
+def listing_keys() -> st.SearchStrategy[list[str]]:
+    """Small key sets over a tiny alphabet, so that patterns actually match some of them."""
+    key = st.one_of(
+        st.text(st.sampled_from(_PATTERN_ALPHABET + "x"), min_size=1, max_size=5),
+        st.sampled_from(["é", unicodedata.normalize("NFD", "é"), "ab", "a", "b:a"]),
+    )
+    return st.lists(key, min_size=0, max_size=12, unique=True)
+
+
+def _escape(ch: str) -> str:
+    return "\\" + ch if ch in "*?[]\\" else ch
+
+
+def patterns() -> st.SearchStrategy[str]:
+    """Valid glob patterns: literals, escapes, ``*``, ``?`` and classes."""
+    literal = st.sampled_from("ab:éx*?[]\\").map(_escape)
+    klass = st.sampled_from(["[ab]", "[a-b]", "[^a]", "[^:é]", "[\\]\\[]", "[*?]", "[a-é]"])
+    token = st.one_of(literal, st.just("*"), st.just("?"), klass)
+    return st.lists(token, min_size=0, max_size=5).map("".join).map(lambda p: p or "*")
+
+
+def expected_value(value: Any) -> Any:
+    """What ``value`` reads back as: tuples become lists, bytearray/memoryview bytes."""
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, (list, tuple)):
+        return [expected_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: expected_value(v) for k, v in value.items()}
+    return value
+
+
+def same_value(got: Any, want: Any) -> bool:
+    """Exact equality in value *and* type, at every depth (``1 != 1.0 != True``, -0.0 kept)."""
+    if type(got) is not type(want):
+        return False
+    if isinstance(want, float):
+        # repr tells -0.0 from 0.0 and is exact for every finite float.
+        return repr(got) == repr(want)
+    if isinstance(want, list):
+        return len(got) == len(want) and all(same_value(g, w) for g, w in zip(got, want))
+    if isinstance(want, dict):
+        return got.keys() == want.keys() and all(same_value(got[k], want[k]) for k in want)
+    return bool(got == want)
