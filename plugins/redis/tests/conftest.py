@@ -159,8 +159,7 @@ def redis_sentinel_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     sentinel.args = lambda: ["redis-server", str(conf), "--sentinel"]  # type: ignore[method-assign]
     _started(sentinel)
     wait_for(
-        lambda: str(primary.port)
-        in sentinel.cli("SENTINEL", "get-master-addr-by-name", "dmemsvc"),
+        lambda: str(primary.port) in sentinel.cli("SENTINEL", "get-master-addr-by-name", "dmemsvc"),
         10.0,
         "sentinel to know the primary",
     )

@@ -20,7 +20,18 @@ from dmem.provider import Entry
 from ._client import build_client, map_error
 from ._config import RedisConfig
 from ._layout import Layout, tag_suffix
-from ._scripts import DELETE, EXPIRE, FIND, GET_ENTRY, GET_TAGS, PERSIST, PURGE_META, SET, Script
+from ._scripts import (
+    DELETE,
+    EXPIRE,
+    FIND,
+    GET_ENTRY,
+    GET_TAGS,
+    PERSIST,
+    PURGE_META,
+    SCRIPTS,
+    SET,
+    Script,
+)
 
 __all__ = ["RedisProvider"]
 
@@ -61,6 +72,7 @@ class RedisProvider:
             if self._cluster:
                 await client.initialize()
             await client.execute_command("PING")
+            await _load_scripts(client, self._cluster)
         except _ERRORS as exc:
             await _close_quietly(client, sentinel)
             raise self._error(exc) from exc
@@ -433,6 +445,20 @@ class RedisProvider:
         except Exception as exc:  # noqa: BLE001 - health never raises
             return HealthStatus("unhealthy", self.name, str(self._error(exc)), details=details)
         return HealthStatus("healthy", self.name, "ok", latency_ms=latency, details=details)
+
+
+async def _load_scripts(client: Any, cluster: bool) -> None:
+    """Cache every script on the server(s) now, so the first call is one EVALSHA."""
+    if cluster:
+        for script in SCRIPTS:
+            await client.execute_command(
+                "SCRIPT", "LOAD", script.source, target_nodes=client.PRIMARIES
+            )
+        return
+    pipe = client.pipeline(transaction=False)
+    for script in SCRIPTS:
+        pipe.execute_command("SCRIPT", "LOAD", script.source)
+    await pipe.execute()
 
 
 async def _close_quietly(client: Any, sentinel: Any) -> None:
