@@ -165,8 +165,15 @@ def start_cluster(workdir: Path, primaries: int = 3) -> list[RedisServer]:
             servers.append(server)
         addresses = [f"127.0.0.1:{s.port}" for s in servers]
         subprocess.run(
-            ["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "0"]
-            + ["--cluster-yes"],
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *addresses,
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
             capture_output=True,
             check=True,
             timeout=60,

@@ -25,7 +25,7 @@ from dmem_conformance._env import backend_missing
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _servers import RedisServer, free_port, have_redis, start_cluster, wait_for  # noqa: E402
+from _servers import RedisServer, free_port, have_redis, start_cluster, wait_for
 
 PASSWORD = "pw-Sekrit-7f3a9"  # asserted absent from every repr, message and health report
 

@@ -37,7 +37,9 @@ __all__ = ["RedisProvider"]
 
 # What a redis-py call can raise; everything else is a bug and propagates as is.
 _ERRORS = (rex.RedisError, OSError, asyncio.TimeoutError)
-_SCAN_COUNT = 1000  # SCAN COUNT hint and MGET batch size
+_SCAN_COUNT = 1000  # SCAN COUNT hint and get_many's MGET batch size
+# scan() fetches values in smaller MGETs: it holds at most this many values at a time.
+_SCAN_VALUES = 100
 _EMPTY: tuple[str, ...] = ()
 
 
@@ -355,14 +357,17 @@ class RedisProvider:
             if value is not None:
                 yield pattern.literal_prefix, value
             return
-        async for keys in self._matching(pattern):
-            try:
-                values = await self._mget(keys)
-            except _ERRORS as exc:
-                raise self._error(exc) from exc
-            for key, value in zip(keys, values, strict=True):
-                if value is not None:  # deleted or expired since SCAN saw it
-                    yield key, value
+        async for batch in self._matching(pattern):
+            for start in range(0, len(batch), _SCAN_VALUES):
+                keys = batch[start : start + _SCAN_VALUES]
+                try:
+                    values = await self._mget(keys)
+                except _ERRORS as exc:
+                    raise self._error(exc) from exc
+                for key, value in zip(keys, values, strict=True):
+                    if value is not None:  # deleted or expired since SCAN saw it
+                        yield key, value
+                del values  # release this batch before fetching the next
 
     async def keys(self, pattern: Pattern) -> list[str]:
         if pattern.is_exact:
@@ -452,7 +457,7 @@ async def _load_scripts(client: Any, cluster: bool) -> None:
     if cluster:
         for script in SCRIPTS:
             await client.execute_command(
-                "SCRIPT", "LOAD", script.source, target_nodes=client.PRIMARIES
+                "SCRIPT", "LOAD", script.source, target_nodes=client.get_primaries()
             )
         return
     pipe = client.pipeline(transaction=False)

@@ -1,0 +1,52 @@
+"""The dmem conformance suite on standalone Redis, TLS Redis and a 3-primary Redis Cluster,
+each alone and under Cache + Compression."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import dmem_conformance
+import pytest
+from dmem import Cache, Compression
+
+CHAINS = [(), (Cache(ttl=30), Compression(threshold=16))]
+CHAIN_IDS = ["plain", "cache+compression"]
+
+# The suite's timeouts wait for the backend; keep "down" fast to detect.
+_FAST = {"timeout": 2.0, "connect_timeout": 1.0, "retries": 1}
+
+
+class _Chains:
+    @pytest.fixture(params=CHAINS, ids=CHAIN_IDS)
+    def middleware(self, request: pytest.FixtureRequest) -> Sequence[Any]:
+        chain: Sequence[Any] = request.param
+        return chain
+
+    @pytest.fixture
+    def unreachable_store_factory(self) -> dmem_conformance.StoreFactory:
+        from _servers import free_port
+
+        # A port nothing listens on: connections are refused at once.
+        return dmem_conformance.url_factory(f"redis://127.0.0.1:{free_port()}/0", **_FAST)
+
+
+class TestRedisConformance(_Chains, dmem_conformance.KVSuite):
+    @pytest.fixture
+    def store_factory(self, redis_url: str) -> dmem_conformance.StoreFactory:
+        return dmem_conformance.url_factory(redis_url, **_FAST)
+
+
+class TestRedisTLSConformance(_Chains, dmem_conformance.KVSuite):
+    @pytest.fixture
+    def store_factory(
+        self, redis_tls: tuple[str, dict[str, Any]]
+    ) -> dmem_conformance.StoreFactory:
+        url, options = redis_tls
+        return dmem_conformance.url_factory(url, **options, **_FAST)
+
+
+class TestRedisClusterConformance(_Chains, dmem_conformance.KVSuite):
+    @pytest.fixture
+    def store_factory(self, redis_cluster_url: str) -> dmem_conformance.StoreFactory:
+        return dmem_conformance.url_factory(redis_cluster_url, **_FAST)
