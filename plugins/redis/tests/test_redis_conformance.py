@@ -39,9 +39,7 @@ class TestRedisConformance(_Chains, dmem_conformance.KVSuite):
 
 class TestRedisTLSConformance(_Chains, dmem_conformance.KVSuite):
     @pytest.fixture
-    def store_factory(
-        self, redis_tls: tuple[str, dict[str, Any]]
-    ) -> dmem_conformance.StoreFactory:
+    def store_factory(self, redis_tls: tuple[str, dict[str, Any]]) -> dmem_conformance.StoreFactory:
         url, options = redis_tls
         return dmem_conformance.url_factory(url, **options, **_FAST)
 

@@ -1,0 +1,201 @@
+"""Faults: a server that dies mid-workload, comes back, or never answers.
+
+The contract: while the backend is down calls raise ProviderUnavailableError within the
+configured timeout (never a hang); once it is back, calls succeed again without a new
+``initialize()``; and nothing the crash interrupted leaves a tag index disagreeing with
+the values (each tagged batch is one Lua script, so it is all there or not at all).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+
+import dmem
+import pytest
+import redis.asyncio as aioredis
+from _servers import RedisServer
+from dmem_redis._layout import Layout, tag_suffix
+
+TIMEOUT = 1.0
+RETRIES = 1
+BACKOFF_MAX = 0.2
+# A call gives up after at most (retries + 1) attempts of `timeout` each, plus backoff.
+BOUND = (RETRIES + 1) * TIMEOUT + RETRIES * BACKOFF_MAX + 0.5
+OPTIONS = {
+    "timeout": TIMEOUT,
+    "connect_timeout": TIMEOUT,
+    "retries": RETRIES,
+    "retry_backoff": 0.05,
+    "retry_backoff_max": BACKOFF_MAX,
+}
+BATCH = 20
+
+
+async def _tag_state(url: str, namespace: str) -> tuple[dict[str, dict[str, str]], set[str]]:
+    """Read the raw Redis data: (tags of each value key, problems found in the indexes)."""
+    layout = Layout(namespace, None)
+    prefix = layout.prefixes[0]
+    client = aioredis.Redis.from_url(url)
+    values: set[str] = set()
+    metas: dict[str, dict[str, str]] = {}
+    indexes: dict[tuple[str, str], set[str]] = {}
+    async for raw in client.scan_iter(match=layout.namespace_match(), count=1000):
+        rest = raw.decode()[len(prefix) :]
+        if rest.startswith("k:"):
+            values.add(rest[2:])
+        elif rest.startswith("m:"):
+            tags = await client.hgetall(raw)
+            metas[rest[2:]] = {k.decode(): v.decode() for k, v in tags.items()}
+        elif rest.startswith("t:"):
+            size, _, tail = rest[2:].partition(":")
+            name, value = tail[: int(size)], tail[int(size) + 1 :]
+            indexes[(name, value)] = {m.decode() for m in await client.smembers(raw)}
+    await client.aclose()
+    problems: set[str] = set()
+    for key, tags in metas.items():
+        if key not in values:
+            problems.add(f"tag hash of missing key {key}")
+        for pair in tags.items():
+            if key not in indexes.get(pair, set()):
+                problems.add(f"{key} missing from index {pair}")
+    for (name, value), members in indexes.items():
+        for member in members:
+            if metas.get(member, {}).get(name) != value:
+                problems.add(f"stale {member} in index {(name, value)}")
+    return {key: metas.get(key, {}) for key in values}, problems
+
+
+async def test_kill_during_tagged_set_many_then_recover(restartable_redis: RedisServer) -> None:
+    url = restartable_redis.url
+    namespace = "fault"
+    kv = await dmem.open(url, namespace=namespace, **OPTIONS)
+    acknowledged: list[int] = []
+    failures: list[float] = []  # how long each failing call took
+    stop = asyncio.Event()
+
+    async def writer(worker: int) -> None:
+        batch = worker * 1_000_000
+        while not stop.is_set():
+            items = {f"b{batch}-{j}": {"batch": batch, "j": j} for j in range(BATCH)}
+            started = time.monotonic()
+            try:
+                # Tags reuse names across batches so overwrites and shared index sets occur.
+                await kv.set_many(items, tags={"batch": str(batch), "group": f"g:{batch % 3}"})
+                acknowledged.append(batch)
+            except dmem.ProviderUnavailableError:
+                failures.append(time.monotonic() - started)
+                await asyncio.sleep(0.01)
+            batch += 1
+
+    tasks = [asyncio.create_task(writer(w)) for w in range(4)]
+    try:
+        await asyncio.sleep(0.4)
+        assert acknowledged, "the workload wrote nothing before the kill"
+        await asyncio.to_thread(restartable_redis.kill)
+
+        # Down: every call fails with ProviderUnavailableError within the bound.
+        for call in (kv.get("b0-0"), kv.set_many({"x": 1}, tags={"t": "v"}), kv.count()):
+            started = time.monotonic()
+            with pytest.raises(dmem.ProviderUnavailableError):
+                await call
+            assert time.monotonic() - started < BOUND
+        health = await kv.health()
+        assert health.status == "unhealthy"
+        await asyncio.sleep(0.3)
+        assert failures and max(failures) < BOUND, failures
+
+        # Back on the same port (AOF replayed): calls succeed again within 2 s, same store.
+        await asyncio.to_thread(restartable_redis.start)
+        back = time.monotonic()
+        while True:
+            try:
+                await kv.get("b0-0")
+                break
+            except dmem.ProviderUnavailableError:
+                assert time.monotonic() - back < 2.0, "no recovery within 2 s"
+                await asyncio.sleep(0.05)
+        assert time.monotonic() - back < 2.0
+        acked_before_restart = len(acknowledged)
+        await asyncio.sleep(0.3)
+        assert len(acknowledged) > acked_before_restart, "writes did not resume"
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+
+    # Every tag index agrees with the values, and every batch is all-or-nothing.
+    tags_of, problems = await _tag_state(url, namespace)
+    assert not problems, sorted(problems)[:10]
+    per_batch: dict[str, int] = defaultdict(int)
+    for key, tags in tags_of.items():
+        assert tags["batch"] == key[1:].split("-")[0]
+        per_batch[tags["batch"]] += 1
+    assert set(per_batch.values()) == {BATCH}, "a batch was half-written"
+    for batch in acknowledged:
+        assert per_batch[str(batch)] == BATCH, f"acknowledged batch {batch} lost"
+    # And the API agrees with the raw data.
+    for batch in list(per_batch)[:20]:
+        found = await kv.find_by_tag("batch", batch)
+        assert len(found) == BATCH
+    assert await kv.count() == len(tags_of)
+    await kv.aclose()
+
+
+@pytest.fixture
+async def silent_server() -> AsyncIterator[int]:
+    """A TCP port that accepts connections and never answers (a hung server)."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1]
+    for writer in held:
+        writer.close()
+    server.close()
+
+
+async def test_hung_server_times_out(silent_server: int) -> None:
+    started = time.monotonic()
+    with pytest.raises(dmem.ProviderUnavailableError):
+        await dmem.open(f"redis://127.0.0.1:{silent_server}/0", **OPTIONS)
+    assert time.monotonic() - started < BOUND
+
+
+async def test_unreachable_at_open(restartable_redis: RedisServer) -> None:
+    restartable_redis.kill()
+    started = time.monotonic()
+    with pytest.raises(dmem.ProviderUnavailableError) as info:
+        await dmem.open(restartable_redis.url, namespace="x", **OPTIONS)
+    assert time.monotonic() - started < BOUND
+    assert isinstance(info.value, ConnectionError)
+    assert info.value.__cause__ is not None
+
+
+async def test_scripts_reloaded_after_restart_without_persistence(tmp_path: object) -> None:
+    """A restarted server forgets the script cache (and here its data): EVALSHA falls back."""
+    from pathlib import Path
+
+    from conftest import _require_redis
+
+    _require_redis()
+    server = RedisServer(Path(str(tmp_path)) / "noaof")
+    server.start()
+    try:
+        async with dmem.open(server.url, namespace="r", **OPTIONS) as kv:
+            await kv.set("a", 1, tags={"t": "1"})
+            server.kill()
+            server.start()
+            assert await kv.set("a", 2, tags={"t": "2"})  # NOSCRIPT -> EVAL, transparently
+            assert await kv.find_by_tag("t", "2") == ["a"]
+            assert await kv.get_tags("a") == {"t": "2"}
+    finally:
+        server.stop()
+
+
+def test_tag_suffix_is_length_prefixed() -> None:
+    assert tag_suffix("a:b", "c") != tag_suffix("a", "b:c")
+    assert tag_suffix("é", "x") == "t:2:é:x"
