@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import dmem_conformance
 import pytest
@@ -20,7 +20,9 @@ CHAINS: dict[str, Sequence[Any]] = {
 
 
 class TestMemoryConformance(dmem_conformance.KVSuite):
-    lacks = {"unreachable": "the memory backend is in-process: it cannot be down"}
+    lacks: ClassVar[dict[str, str]] = {
+        "unreachable": "the memory backend is in-process: it cannot be down"
+    }
 
     @pytest.fixture(params=list(CHAINS.values()), ids=list(CHAINS))
     def middleware(self, request: pytest.FixtureRequest) -> Sequence[Any]:

@@ -58,16 +58,41 @@ summary table name the clause.
 
 from __future__ import annotations
 
-from ._bridge import LoopBridge
-from ._clauses import CAPABILITIES, CLAUSES
-from ._env import backend_missing
-from ._factory import StoreFactory, url_factory
-from ._marks import clause, xfail
-from ._profiles import PROFILE_NAMES, profile_settings
-from .kv_suite import KVSuite
-from .stateful import KVStateMachine, run_kv_state_machine
+import importlib
+from typing import TYPE_CHECKING, Any
 
-# The vector suite lives in vector_suite.py (its own author adds the export below).
+if TYPE_CHECKING:
+    from ._bridge import LoopBridge
+    from ._clauses import CAPABILITIES, CLAUSES
+    from ._env import backend_missing
+    from ._factory import StoreFactory, url_factory
+    from ._marks import clause, xfail
+    from ._profiles import PROFILE_NAMES, profile_settings
+    from .kv_suite import KVSuite
+    from .stateful import KVStateMachine, run_kv_state_machine
+    from .vector_suite import VectorStoreFactory, VectorSuite, brute_force, vector_url_factory
+
+# Imported on first use: the pytest plugin lives in this package and is loaded in
+# every pytest run, so ``import dmem_conformance`` itself must stay cheap.
+_EXPORTS = {
+    "CAPABILITIES": "._clauses",
+    "CLAUSES": "._clauses",
+    "KVStateMachine": ".stateful",
+    "KVSuite": ".kv_suite",
+    "LoopBridge": "._bridge",
+    "PROFILE_NAMES": "._profiles",
+    "StoreFactory": "._factory",
+    "backend_missing": "._env",
+    "clause": "._marks",
+    "profile_settings": "._profiles",
+    "run_kv_state_machine": ".stateful",
+    "url_factory": "._factory",
+    "xfail": "._marks",
+    "VectorStoreFactory": ".vector_suite",
+    "VectorSuite": ".vector_suite",
+    "brute_force": ".vector_suite",
+    "vector_url_factory": ".vector_suite",
+}
 
 __all__ = [
     "CAPABILITIES",
@@ -77,14 +102,27 @@ __all__ = [
     "LoopBridge",
     "PROFILE_NAMES",
     "StoreFactory",
+    "VectorStoreFactory",
+    "VectorSuite",
     "backend_missing",
+    "brute_force",
     "clause",
     "profile_settings",
     "run_kv_state_machine",
     "url_factory",
+    "vector_url_factory",
     "xfail",
 ]
 
-from .vector_suite import VectorStoreFactory, VectorSuite, brute_force, vector_url_factory
 
-__all__ += ["VectorStoreFactory", "VectorSuite", "brute_force", "vector_url_factory"]
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dmem_conformance' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

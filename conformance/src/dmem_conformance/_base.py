@@ -73,9 +73,10 @@ def _suite_tests(cls: type) -> dict[str, object]:
     """Suite tests as defined by the dmem suite classes in ``cls``'s bases."""
     found: dict[str, object] = {}
     for klass in reversed(cls.__mro__):
-        if not getattr(klass, "_dmem_suite_class", False) or klass.__dict__.get(
-            "_dmem_suite_class"
-        ) is not True:
+        if (
+            not getattr(klass, "_dmem_suite_class", False)
+            or klass.__dict__.get("_dmem_suite_class") is not True
+        ):
             continue
         for name, value in vars(klass).items():
             if name.startswith("test") and clause_of(value) is not None:

@@ -64,7 +64,6 @@ CAPABILITIES: dict[str, str] = {
         "(two stores on one namespace see each other's writes)"
     ),
     "unreachable": (
-        "the suite can open a store on a backend that is down "
-        "(fixture unreachable_store_factory)"
+        "the suite can open a store on a backend that is down (fixture unreachable_store_factory)"
     ),
 }

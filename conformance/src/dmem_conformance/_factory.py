@@ -24,8 +24,9 @@ _SECRET_OPTIONS = ("password", "passwd", "pwd", "token", "secret", "api_key", "a
 class StoreFactory(Protocol):
     """``await factory(namespace, middleware=())`` -> an initialized :class:`dmem.Store`."""
 
-    def __call__(self, namespace: str, *, middleware: Sequence[Any] = ()) -> Awaitable[dmem.Store]:
-        ...
+    def __call__(
+        self, namespace: str, *, middleware: Sequence[Any] = ()
+    ) -> Awaitable[dmem.Store]: ...
 
 
 class _UrlFactory:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 import unicodedata
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, ClassVar
 
 import dmem
 import pytest
-from hypothesis import strategies as st
 from dmem import (
     InvalidArgumentError,
     InvalidKeyError,
@@ -16,6 +17,7 @@ from dmem import (
     InvalidValueError,
     KeyNotFoundError,
 )
+from hypothesis import strategies as st
 
 from ._base import SuiteBase
 from ._marks import clause
@@ -69,8 +71,9 @@ _RESERVED = frozenset({"old", "dup", "fresh"})
 
 def st_items() -> st.SearchStrategy[dict[str, Any]]:
     """Batches for set_many; keys the test itself uses are left out."""
-    return st.dictionaries(keys().filter(lambda k: k not in _RESERVED), values(max_leaves=4),
-                           max_size=6)
+    return st.dictionaries(
+        keys().filter(lambda k: k not in _RESERVED), values(max_leaves=4), max_size=6
+    )
 
 
 class ValueTests(SuiteBase):
@@ -150,17 +153,17 @@ class ValueTests(SuiteBase):
     @clause("errors.invalid-key")
     async def test_invalid_keys_rejected(self, store: dmem.Store) -> None:
         for bad in _BAD_KEYS:
-            calls = [
-                lambda k=bad: store.set(k, 1),
-                lambda k=bad: store.get(k),
-                lambda k=bad: store.exists(k),
-                lambda k=bad: store.delete(k),
-                lambda k=bad: store.get_tags(k),
-                lambda k=bad: store.ttl(k),
-                lambda k=bad: store.expire(k, 10),
-                lambda k=bad: store.persist(k),
-                lambda k=bad: store.get_many(["ok", k]),
-                lambda k=bad: store.delete_many(["ok", k]),
+            calls: list[Callable[[], Awaitable[Any]]] = [
+                partial(store.set, bad, 1),
+                partial(store.get, bad),
+                partial(store.exists, bad),
+                partial(store.delete, bad),
+                partial(store.get_tags, bad),
+                partial(store.ttl, bad),
+                partial(store.expire, bad, 10),
+                partial(store.persist, bad),
+                partial(store.get_many, ["ok", bad]),
+                partial(store.delete_many, ["ok", bad]),
             ]
             for call in calls:
                 with pytest.raises(InvalidKeyError):

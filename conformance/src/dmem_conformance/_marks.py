@@ -63,8 +63,10 @@ def clause(
         if not is_async:
             # A sync body (the state machine) drives the bridge itself.
             if [p.name for p in params[1:3]] != [_BRIDGE, _SETTINGS] or drawn:
-                raise TypeError(f"sync suite test {fn.__name__} must take (self, {_BRIDGE}, "
-                                f"{_SETTINGS}, ...) and no given=")
+                raise TypeError(
+                    f"sync suite test {fn.__name__} must take (self, {_BRIDGE}, "
+                    f"{_SETTINGS}, ...) and no given="
+                )
             params = [params[0], *params[3:]]
         fixture_params = [p for p in params[1:] if p.name not in drawn]
 
@@ -74,7 +76,7 @@ def clause(
                 fn(self, dmem_bridge, dmem_settings, **fixtures)
                 return
             if not drawn:
-                dmem_bridge.run(fn(self, **fixtures))
+                dmem_bridge.run(_coroutine(fn(self, **fixtures)))
                 return
             store = fixtures.get("store")
 
@@ -82,7 +84,7 @@ def clause(
                 if store is not None:
                     # Reuse the test's store (one connection), emptied per example.
                     dmem_bridge.run(store.clear())
-                dmem_bridge.run(fn(self, **fixtures, **values))
+                dmem_bridge.run(_coroutine(fn(self, **fixtures, **values)))
 
             example.__name__ = fn.__name__
             example.__qualname__ = fn.__qualname__
@@ -116,6 +118,12 @@ def clause(
         return marked
 
     return decorate
+
+
+def _coroutine(result: Coroutine[Any, Any, None] | None) -> Coroutine[Any, Any, None]:
+    if result is None:
+        raise TypeError("an async suite test returned no coroutine")
+    return result
 
 
 def clause_of(obj: object) -> str | None:

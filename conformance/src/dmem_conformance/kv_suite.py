@@ -45,7 +45,4 @@ class KVSuite(ValueTests, ExpiryTests, ListingTests, LifecycleTests):
     @clause("suite.guard")
     async def test_suite_tests_not_overridden(self) -> None:
         problems = type(self).dmem_override_problems()
-        assert not problems, "suite tests changed without xfail(reason=...): " + "; ".join(
-            problems
-        )
-
+        assert not problems, "suite tests changed without xfail(reason=...): " + "; ".join(problems)

@@ -84,8 +84,8 @@ AWKWARD_VALUES: tuple[Any, ...] = (
     (1, (2, (3,))),
 )
 
-_text_chars = st.characters(exclude_categories=("Cs",))
-_key_chars = st.characters(exclude_categories=("Cs",), exclude_characters="\x00")
+_text_chars = st.characters(exclude_categories=["Cs"])
+_key_chars = st.characters(exclude_categories=["Cs"], exclude_characters="\x00")
 
 
 def _fits(key: str) -> bool:
@@ -184,7 +184,9 @@ def same_value(got: Any, want: Any) -> bool:
         # repr tells -0.0 from 0.0 and is exact for every finite float.
         return repr(got) == repr(want)
     if isinstance(want, list):
-        return len(got) == len(want) and all(same_value(g, w) for g, w in zip(got, want))
+        return len(got) == len(want) and all(
+            same_value(g, w) for g, w in zip(got, want, strict=True)
+        )
     if isinstance(want, dict):
         return got.keys() == want.keys() and all(same_value(got[k], want[k]) for k in want)
     return bool(got == want)
