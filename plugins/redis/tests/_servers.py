@@ -143,8 +143,11 @@ class RedisServer:
         return f"{scheme}://{auth}127.0.0.1:{self.port}/0"
 
 
-def start_cluster(workdir: Path, primaries: int = 3) -> list[RedisServer]:
+def start_cluster(
+    workdir: Path, primaries: int = 3, *, persistent: bool = False
+) -> list[RedisServer]:
     """Start ``primaries`` cluster-enabled servers and join them into one cluster."""
+    aof = ["--appendonly", "yes", "--appendfsync", "always"] if persistent else []
     servers: list[RedisServer] = []
     try:
         for i in range(primaries):
@@ -159,6 +162,7 @@ def start_cluster(workdir: Path, primaries: int = 3) -> list[RedisServer]:
                     str(node_dir / "nodes.conf"),
                     "--cluster-node-timeout",
                     "2000",
+                    *aof,
                 ],
             )
             server.start()
