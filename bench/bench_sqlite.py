@@ -236,7 +236,7 @@ async def main() -> int:
                 from pgserver import PostgresServer, PostgresUnavailable
 
                 try:
-                    server = PostgresServer.start(Path(tmp) / "pg")
+                    server = PostgresServer.start()
                     url = server.url
                 except PostgresUnavailable as exc:
                     print(f"\n(PostgreSQL rows skipped: {exc})")

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
-from dmem import InvalidPatternError, Pattern, compile_pattern
+import orjson
+
+from dmem import CorruptValueError, InvalidPatternError, Pattern, compile_pattern
 
 __all__ = [
     "PURGE_BATCH",
     "SCHEMA_VERSION",
+    "dump_tags",
     "expiry",
+    "has_tag",
     "is_prefix_glob",
+    "load_tags",
     "now_ms",
     "upper_bound",
 ]
@@ -70,3 +76,25 @@ def is_prefix_glob(pattern: Pattern) -> bool:
     except InvalidPatternError:  # the last '*' was escaped ("a\*"): a literal star
         return False
     return head.is_exact and head.literal_prefix == pattern.literal_prefix
+
+
+def dump_tags(tags: Mapping[str, str]) -> str | None:
+    """The ``tags`` column: a JSON object, or NULL for no tags."""
+    return orjson.dumps(dict(tags)).decode() if tags else None
+
+
+def load_tags(text: str | None) -> dict[str, str]:
+    if text is None:
+        return {}
+    try:
+        tags = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise CorruptValueError(f"stored tags are not JSON: {exc}") from exc
+    if not isinstance(tags, dict):
+        raise CorruptValueError("stored tags are not a JSON object")
+    return tags
+
+
+def has_tag(text: str | None, name: str, value: str) -> bool:
+    """Whether a row's own ``tags`` column holds ``name=value`` (the index is only a hint)."""
+    return text is not None and load_tags(text).get(name) == value

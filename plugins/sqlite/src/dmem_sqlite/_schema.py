@@ -3,10 +3,14 @@
 Three tables per ``table`` option (default ``dmem_kv``):
 
 * ``<table>``: ``(namespace, key)`` primary key, ``value`` bytes, ``expires_at``
-  (wall-clock ms, NULL for no expiry). Keys compare bytewise: SQLite ``BINARY``,
-  PostgreSQL ``COLLATE "C"``, so a prefix is a contiguous primary-key range.
+  (wall-clock ms, NULL for no expiry), ``tags`` (JSON object text, NULL for none).
+  Keys compare bytewise: SQLite ``BINARY``, PostgreSQL ``COLLATE "C"``, so a
+  prefix is a contiguous primary-key range.
 * ``<table>_tags``: ``(namespace, key, name)`` primary key and ``value``, indexed
-  by ``(namespace, name, value)`` for ``find_by_tag``.
+  by ``(namespace, name, value)``: the index ``find_by_tag`` searches. It is
+  written in the same transaction as the row; every hit is still checked against
+  the row's own ``tags``, so an index row left behind by a race between two
+  PostgreSQL writers of one key can never show up in a result.
 * ``<table>_meta``: ``name -> value``; holds ``schema_version``.
 
 SQLite tables are ``WITHOUT ROWID``: the primary key is the table, so a write
@@ -54,6 +58,9 @@ def build_tables(table: str, dialect_name: str) -> Tables:
         Column("key", Text(collation=collation), primary_key=True),
         Column("value", LargeBinary, nullable=False),
         Column("expires_at", BigInteger, nullable=True),
+        # The key's tags as a JSON object (NULL: none). The source of truth for
+        # get_tags; the tags table is the index find_by_tag searches, checked against it.
+        Column("tags", Text, nullable=True),
         **extra,
     )
     # Partial index: only rows with an expiry are in it, which is all the purge looks for.

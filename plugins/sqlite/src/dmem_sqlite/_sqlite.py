@@ -26,7 +26,16 @@ from typing import Any
 from dmem import HealthStatus, KeyNotFoundError, Pattern, ProviderError
 from dmem.provider import Entry
 
-from ._common import PURGE_BATCH, SCHEMA_VERSION, is_prefix_glob, now_ms, upper_bound
+from ._common import (
+    PURGE_BATCH,
+    SCHEMA_VERSION,
+    dump_tags,
+    has_tag,
+    is_prefix_glob,
+    load_tags,
+    now_ms,
+    upper_bound,
+)
 from ._config import SQLiteConfig
 from ._sqlite_sql import SQLiteStatements, chunk_sizes
 from ._worker import Worker, map_error
@@ -35,7 +44,7 @@ __all__ = ["SQLiteProvider"]
 
 _MIN_VERSION = (3, 24, 0)  # INSERT ... ON CONFLICT DO UPDATE (upsert)
 _PAGE_ROWS = 512  # rows per scan page
-_PAGE_BYTES = 4 * 1024 * 1024  # and at most about this many value bytes per page
+_PAGE_BYTES = 256 * 1024  # and about this many value bytes at most (one row if bigger)
 
 
 @lru_cache(maxsize=16)
@@ -215,12 +224,15 @@ class SQLiteProvider:
     ) -> bool:
         now = now_ms()
         exp = None if ttl_ms is None else now + ttl_ms
+        tag_json = dump_tags(tags)
         if if_not_exists:
-            cursor = conn.execute(self._sql.insert_nx.sql, (self.namespace, key, value, exp, now))
+            cursor = conn.execute(
+                self._sql.insert_nx.sql, (self.namespace, key, value, exp, tag_json, now)
+            )
             if cursor.rowcount == 0:
                 return False
         else:
-            conn.execute(self._sql.upsert.sql, (self.namespace, key, value, exp))
+            conn.execute(self._sql.upsert.sql, (self.namespace, key, value, exp, tag_json))
         if tags or self._tags_in_use(conn):
             self._retag(conn, (key,), tags)
         return True
@@ -235,19 +247,21 @@ class SQLiteProvider:
     ) -> int:
         now = now_ms()
         exp = None if ttl_ms is None else now + ttl_ms
+        tag_json = dump_tags(tags)
         ns = self.namespace
         written: Sequence[str]
         if if_not_exists:
             sql = self._sql.insert_nx.sql
             written = [
-                key for key, value in items if conn.execute(sql, (ns, key, value, exp, now)).rowcount
+                key
+                for key, value in items
+                if conn.execute(sql, (ns, key, value, exp, tag_json, now)).rowcount
             ]
         else:
             start = 0
             for size in chunk_sizes(len(items)):
                 params = list(chain.from_iterable(items[start : start + size]))
-                params.append(ns)
-                params.append(exp)
+                params += (ns, exp, tag_json)
                 conn.execute(self._sql.upsert_rows(size).sql, params)
                 start += size
             if not tags and not self._tags_in_use(conn):
@@ -341,13 +355,13 @@ class SQLiteProvider:
 
     def _find_by_tag(self, conn: sqlite3.Connection, name: str, value: str) -> list[str]:
         rows = conn.execute(self._sql.find_by_tag.sql, (self.namespace, name, value, now_ms()))
-        return [row[0] for row in rows]
+        return [key for key, tags in rows if has_tag(tags, name, value)]
 
     def _get_tags(self, conn: sqlite3.Connection, key: str) -> dict[str, str]:
-        rows = conn.execute(self._sql.get_tags.sql, (self.namespace, key, now_ms())).fetchall()
-        if not rows:
+        row = conn.execute(self._sql.get_tags.sql, (self.namespace, key, now_ms())).fetchone()
+        if row is None:
             raise KeyNotFoundError(f"key {key!r} is not live")
-        return {name: value for _, name, value in rows if name is not None}
+        return load_tags(row[0])
 
     # --- the async API ---------------------------------------------------------------------
     async def get(self, key: str) -> bytes | None:

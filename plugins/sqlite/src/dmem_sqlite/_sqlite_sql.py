@@ -56,21 +56,29 @@ class SQLiteStatements:
         self.get = c(select(kv.value, kv.expires_at).where(this, live), key3)
         self.exists = c(select(kv.expires_at).where(this, live), key3)
         row = insert(t.kv).values(
-            namespace=ns, key=key, value=bindparam("value"), expires_at=bindparam("exp")
+            namespace=ns,
+            key=key,
+            value=bindparam("value"),
+            expires_at=bindparam("exp"),
+            tags=bindparam("tags"),
         )
-        replace = {"value": row.excluded.value, "expires_at": row.excluded.expires_at}
+        replace = {
+            "value": row.excluded.value,
+            "expires_at": row.excluded.expires_at,
+            "tags": row.excluded.tags,
+        }
         pk = [kv.namespace, kv.key]
-        # (ns, key, value, exp): plain write, replaces whatever is there.
+        # (ns, key, value, exp, tags): plain write, replaces whatever is there.
         self.upsert = c(
             row.on_conflict_do_update(index_elements=pk, set_=replace),
-            ("ns", "key", "value", "exp"),
+            ("ns", "key", "value", "exp", "tags"),
         )
-        # (ns, key, value, exp, now): if_not_exists; an expired row counts as absent, and the
-        # decision is made by the database inside the statement, never read-then-write.
+        # (ns, key, value, exp, tags, now): if_not_exists; an expired row counts as absent,
+        # and the database decides inside the statement, never read-then-write.
         expired = and_(kv.expires_at.is_not(None), kv.expires_at <= now)
         self.insert_nx = c(
             row.on_conflict_do_update(index_elements=pk, set_=replace, where=expired),
-            ("ns", "key", "value", "exp", "now"),
+            ("ns", "key", "value", "exp", "tags", "now"),
         )
         self._dialect = dialect
         self._batch: dict[int, Stmt] = {}
@@ -96,16 +104,11 @@ class SQLiteStatements:
             ),
             ("ns", "key", "name", "value"),
         )
-        # (ns, key, now): one row per tag (NULL name when none) if the key is live.
-        self.get_tags = c(
-            select(kv.expires_at, tags.name, tags.value)
-            .select_from(t.kv.outerjoin(t.tags, on_row))
-            .where(this, live),
-            key3,
-        )
-        # (ns, name, value, now)
+        # (ns, key, now)
+        self.get_tags = c(select(kv.tags).where(this, live), key3)
+        # (ns, name, value, now): candidates, checked against each row's own tags.
         self.find_by_tag = c(
-            select(tags.key)
+            select(tags.key, kv.tags)
             .select_from(t.tags.join(t.kv, on_row))
             .where(
                 tags.namespace == ns,
@@ -172,7 +175,7 @@ class SQLiteStatements:
         """``WITH rows(k, v) AS (VALUES (?, ?), ...) INSERT ... SELECT`` for ``rows`` rows.
 
         One statement per chunk instead of one ``executemany`` step per row: about twice
-        as fast in SQLite. Parameters: k0, v0, k1, v1, ..., then ns, exp.
+        as fast in SQLite. Parameters: k0, v0, k1, v1, ..., then ns, exp, tags.
         """
         stmt = self._batch.get(rows)
         if stmt is None:
@@ -182,20 +185,22 @@ class SQLiteStatements:
             )
             source = data.cte("rows")
             # WHERE true: SQLite needs it to parse "SELECT ... ON CONFLICT" unambiguously.
-            picked = select(bindparam("ns"), source.c.k, source.c.v, bindparam("exp")).where(
-                true()
-            )
+            picked = select(
+                bindparam("ns"), source.c.k, source.c.v, bindparam("exp"), bindparam("tags")
+            ).where(true())
             insert_rows = insert(kv).from_select(
-                ["namespace", "key", "value", "expires_at"], picked
+                ["namespace", "key", "value", "expires_at", "tags"], picked
             )
             upsert = insert_rows.on_conflict_do_update(
                 index_elements=[kv.c.namespace, kv.c.key],
                 set_={
                     "value": insert_rows.excluded.value,
                     "expires_at": insert_rows.excluded.expires_at,
+                    "tags": insert_rows.excluded.tags,
                 },
             )
-            expect = tuple(f"{kind}{i}" for i in range(rows) for kind in "kv") + ("ns", "exp")
+            expect = tuple(f"{kind}{i}" for i in range(rows) for kind in "kv")
+            expect += ("ns", "exp", "tags")
             stmt = self._batch[rows] = compile_stmt(upsert, self._dialect, expect)
         return stmt
 

@@ -49,7 +49,13 @@ _UNAVAILABLE_HINTS = (
 
 def map_error(exc: BaseException, where: str) -> BaseException:
     """A ``sqlite3`` error as a dmem error (the original as ``__cause__``); others unchanged."""
-    if isinstance(exc, DmemError) or not isinstance(exc, sqlite3.Error):
+    if isinstance(exc, DmemError):
+        return exc
+    if isinstance(exc, OSError):  # the file or its directory cannot be created or opened
+        unavailable = ProviderUnavailableError(f"{where}: {type(exc).__name__}: {exc}")
+        unavailable.__cause__ = exc
+        return unavailable
+    if not isinstance(exc, sqlite3.Error):
         return exc
     text = str(exc)
     if isinstance(exc, sqlite3.OperationalError) and any(

@@ -1,0 +1,246 @@
+"""Every PostgreSQL statement of the provider, built with SQLAlchemy Core, compiled once.
+
+Each operation is ONE statement (one round trip, its own implicit transaction):
+writes and deletes touch the tags table in data-modifying CTEs of the same
+statement, so they are atomic without ``BEGIN``/``COMMIT`` round trips.
+Parameters are ``$1, $2 ...`` (asyncpg); the expected order is verified.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    LargeBinary,
+    Text,
+    and_,
+    any_,
+    bindparam,
+    delete,
+    func,
+    not_,
+    null,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy.sql.elements import ColumnElement
+
+from ._compile import Stmt, compile_stmt
+from ._schema import Tables, build_tables, ddl
+
+__all__ = ["PostgresStatements"]
+
+
+class PostgresStatements:
+    """The compiled statements for one table name."""
+
+    def __init__(self, table: str) -> None:
+        dialect = asyncpg_dialect()
+        t = build_tables(table, "postgresql")
+        self.tables: Tables = t
+        self.ddl: list[str] = ddl(t, dialect)
+        kv, tags, meta = t.kv.c, t.tags.c, t.meta.c
+        ns = bindparam("ns", type_=Text)
+        key = bindparam("key", type_=Text)
+        now = bindparam("now", type_=BigInteger)
+        live = or_(kv.expires_at.is_(None), kv.expires_at > now)
+        this = and_(kv.namespace == ns, kv.key == key)
+
+        def c(statement: object, expect: tuple[str, ...] | None = None) -> Stmt:
+            return compile_stmt(statement, dialect, expect)  # type: ignore[arg-type]
+
+        key3 = ("ns", "key", "now")
+        self.get = c(select(kv.value, kv.expires_at).where(this, live), key3)
+        self.exists = c(select(kv.expires_at).where(this, live), key3)
+        self.get_many = c(
+            select(kv.key, kv.value).where(
+                kv.namespace == ns, kv.key == any_(bindparam("keys", type_=ARRAY(Text))), live
+            ),
+            ("ns", "keys", "now"),
+        )
+
+        # --- writes: rows from arrays, tags rewritten in the same statement ---
+        names = bindparam("names", type_=ARRAY(Text))
+
+        def write(if_not_exists: bool) -> Stmt:
+            rows = (
+                func.unnest(
+                    bindparam("keys", type_=ARRAY(Text)), bindparam("vals", type_=ARRAY(LargeBinary))
+                )
+                .table_valued("k", "v")
+                .render_derived(name="rows")
+            )
+            picked = select(
+                ns,
+                rows.c.k,
+                rows.c.v,
+                bindparam("exp", type_=BigInteger),
+                bindparam("tags", type_=Text),
+            ).select_from(rows)
+            ins = insert(t.kv).from_select(
+                ["namespace", "key", "value", "expires_at", "tags"], picked
+            )
+            # if_not_exists: an expired row counts as absent; the database decides inside
+            # the statement (row lock on conflict), never read-then-write.
+            upsert = ins.on_conflict_do_update(
+                index_elements=[kv.namespace, kv.key],
+                set_={
+                    "value": ins.excluded.value,
+                    "expires_at": ins.excluded.expires_at,
+                    "tags": ins.excluded.tags,
+                },
+                where=and_(kv.expires_at.is_not(None), kv.expires_at <= now)
+                if if_not_exists
+                else None,
+            )
+            written = upsert.returning(t.kv.c.key).cte("written")
+            drop_old = (
+                delete(t.tags)
+                .where(tags.namespace == ns, tags.key == written.c.key, not_(tags.name == any_(names)))
+                .cte("drop_old")
+            )
+            new = (
+                func.unnest(names, bindparam("tvals", type_=ARRAY(Text)))
+                .table_valued("name", "value")
+                .render_derived(name="new")
+            )
+            add = insert(t.tags).from_select(
+                ["namespace", "key", "name", "value"],
+                select(ns, written.c.key, new.c.name, new.c.value).select_from(
+                    written.join(new, true())
+                ),
+            )
+            add_new = add.on_conflict_do_update(
+                index_elements=[tags.namespace, tags.key, tags.name],
+                set_={"value": add.excluded.value},
+            ).cte("add_new")
+            final = select(func.count()).select_from(written).add_cte(drop_old, add_new)
+            expect = ("ns", "exp", "tags", "keys", "vals")
+            expect += ("now", "names", "tvals") if if_not_exists else ("names", "tvals")
+            return c(final, expect)
+
+        self.write = write(False)
+        self.write_nx = write(True)
+
+        # --- deletes ---
+        gone = (
+            delete(t.kv)
+            .where(kv.namespace == ns, kv.key == any_(bindparam("keys", type_=ARRAY(Text))))
+            .returning(t.kv.c.key, t.kv.c.expires_at)
+            .cte("gone")
+        )
+        gone_tags = delete(t.tags).where(tags.namespace == ns, tags.key == gone.c.key).cte("gone_tags")
+        # Expired rows among the keys are removed too, but only live ones are counted.
+        self.delete_many = c(
+            select(func.count())
+            .select_from(gone)
+            .where(or_(gone.c.expires_at.is_(None), gone.c.expires_at > now))
+            .add_cte(gone_tags),
+            ("ns", "keys", "now"),
+        )
+        cleared = delete(t.kv).where(kv.namespace == ns).returning(t.kv.c.expires_at).cte("cleared")
+        cleared_tags = delete(t.tags).where(tags.namespace == ns).cte("cleared_tags")
+        self.clear = c(
+            select(func.count())
+            .select_from(cleared)
+            .where(or_(cleared.c.expires_at.is_(None), cleared.c.expires_at > now))
+            .add_cte(cleared_tags),
+            ("ns", "now"),
+        )
+        # (exp, ns, key, now) / (ns, key, now)
+        self.expire = c(
+            update(t.kv).where(this, live).values(expires_at=bindparam("exp", type_=BigInteger)),
+            ("exp", "ns", "key", "now"),
+        )
+        self.persist = c(update(t.kv).where(this, live).values(expires_at=null()), key3)
+
+        # --- tags ---
+        self.get_tags = c(select(kv.tags).where(this, live), key3)
+        self.find_by_tag = c(
+            select(tags.key, kv.tags)
+            .select_from(
+                t.tags.join(t.kv, and_(tags.namespace == kv.namespace, tags.key == kv.key))
+            )
+            .where(
+                tags.namespace == ns,
+                tags.name == bindparam("name", type_=Text),
+                tags.value == bindparam("value", type_=Text),
+                live,
+            ),
+            ("ns", "name", "value", "now"),
+        )
+
+        # --- ranges ---
+        limit = bindparam("limit", type_=Integer)
+
+        def in_range(first: bool, upper: bool) -> ColumnElement[bool]:
+            lo = bindparam("lo", type_=Text)
+            parts = [kv.namespace == ns, kv.key >= lo if first else kv.key > lo]
+            if upper:
+                parts.append(kv.key < bindparam("hi", type_=Text))
+            parts.append(live)
+            return and_(*parts)
+
+        self.keys = {
+            upper: c(select(kv.key).where(in_range(True, upper))) for upper in (False, True)
+        }
+        self.count = {
+            upper: c(select(func.count()).select_from(t.kv).where(in_range(True, upper)))
+            for upper in (False, True)
+        }
+        self.scan_page = {
+            (first, upper): c(
+                select(kv.key, kv.value).where(in_range(first, upper)).order_by(kv.key).limit(limit)
+            )
+            for first in (False, True)
+            for upper in (False, True)
+        }
+        # Keys only, for patterns the range cannot answer alone (paged like scan).
+        self.key_page = {
+            (first, upper): c(
+                select(kv.key).where(in_range(first, upper)).order_by(kv.key).limit(limit)
+            )
+            for first in (False, True)
+            for upper in (False, True)
+        }
+
+        # --- purge of expired rows (every namespace) ---
+        victims = (
+            select(kv.namespace, kv.key)
+            .where(kv.expires_at <= now)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .cte("victims")
+        )
+        purged = (
+            delete(t.kv)
+            .where(
+                kv.namespace == victims.c.namespace,
+                kv.key == victims.c.key,
+                kv.expires_at <= now,
+            )
+            .returning(t.kv.c.namespace, t.kv.c.key)
+            .cte("purged")
+        )
+        purged_tags = (
+            delete(t.tags)
+            .where(tags.namespace == purged.c.namespace, tags.key == purged.c.key)
+            .cte("purged_tags")
+        )
+        self.purge = c(
+            select(func.count()).select_from(purged).add_cte(purged_tags), ("now", "limit")
+        )
+
+        # --- schema metadata ---
+        name = bindparam("name", type_=Text)
+        self.meta_get = c(select(meta.value).where(meta.name == name), ("name",))
+        self.meta_init = c(
+            insert(t.meta)
+            .values(name=name, value=bindparam("value", type_=Text))
+            .on_conflict_do_nothing(),
+            ("name", "value"),
+        )

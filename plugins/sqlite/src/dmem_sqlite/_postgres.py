@@ -1,0 +1,419 @@
+"""``PostgresProvider``: the contract on PostgreSQL, through an asyncpg pool.
+
+Every call is one statement on one pooled connection: asyncpg prepares it once
+per connection and caches it, so a call is a single round trip (no BEGIN/COMMIT:
+writes and their tag changes are data-modifying CTEs of one statement, atomic by
+themselves). The pool does not reset connections on release (we never change
+session state), which would cost another round trip per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from functools import lru_cache
+from typing import Any
+
+import asyncpg
+
+from dmem import (
+    DmemError,
+    HealthStatus,
+    KeyNotFoundError,
+    NotInitializedError,
+    Pattern,
+    ProviderError,
+    ProviderUnavailableError,
+)
+from dmem.provider import Entry
+
+from ._common import (
+    PURGE_BATCH,
+    SCHEMA_VERSION,
+    dump_tags,
+    has_tag,
+    is_prefix_glob,
+    load_tags,
+    now_ms,
+    upper_bound,
+)
+from ._config import PostgresConfig
+from ._pg_sql import PostgresStatements
+
+__all__ = ["PostgresProvider"]
+
+log = logging.getLogger("dmem_sqlite")
+
+_PURGE_INTERVAL = 5.0  # seconds between background purges of expired rows
+_PAGE_ROWS = 512
+_FIRST_PAGE_ROWS = 16
+_PAGE_BYTES = 128 * 1024  # and about this many value bytes at most (one row if bigger)
+
+# Errors that mean "the server cannot be reached / the connection is gone".
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncio.TimeoutError,
+    asyncpg.exceptions.PostgresConnectionError,  # SQLSTATE class 08
+    asyncpg.exceptions.OperatorInterventionError,  # class 57: shutdown, cannot connect now
+    asyncpg.exceptions.InterfaceError,  # connection closed / pool closing
+)
+
+
+@lru_cache(maxsize=16)
+def _statements(table: str) -> PostgresStatements:
+    return PostgresStatements(table)
+
+
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """Pool release hook: nothing to reset (the default costs a round trip per call)."""
+
+
+class PostgresProvider:
+    """A key-value provider on PostgreSQL (asyncpg pool)."""
+
+    name = "postgresql"
+
+    def __init__(self, config: PostgresConfig) -> None:
+        self.namespace = config.namespace
+        self._config = config
+        self._sql = _statements(config.table)
+        self._pool: asyncpg.Pool | None = None
+        self._timeout = config.timeout
+        self._next_purge = 0.0
+        self._purge_task: asyncio.Task[None] | None = None
+        self._where = f"PostgreSQL {config.display} (table {config.table})"
+
+    def __repr__(self) -> str:
+        return f"<PostgresProvider {self._config.display} namespace={self.namespace!r}>"
+
+    def _error(self, exc: BaseException) -> BaseException:
+        if isinstance(exc, DmemError):
+            return exc
+        if isinstance(exc, _UNAVAILABLE):
+            # str(exc) of asyncpg never carries the password; the DSN is shown redacted.
+            mapped: ProviderError = ProviderUnavailableError(
+                f"{self._where}: {type(exc).__name__}: {exc}"
+            )
+        elif isinstance(exc, asyncpg.PostgresError):
+            mapped = ProviderError(f"{self._where}: {type(exc).__name__}: {exc}")
+        else:
+            return exc
+        mapped.__cause__ = exc
+        return mapped
+
+    # --- lifecycle -------------------------------------------------------------------------
+    async def initialize(self) -> None:
+        config = self._config
+        try:
+            pool = await asyncio.wait_for(
+                asyncpg.create_pool(
+                    config.dsn,
+                    min_size=1,
+                    max_size=config.pool_size,
+                    timeout=config.timeout,
+                    command_timeout=config.command_timeout,
+                    reset=_no_reset,
+                ),
+                config.timeout,
+            )
+        except BaseException as exc:
+            raise self._error(exc) from exc
+        self._pool = pool
+        try:
+            await self._setup(pool)
+        except BaseException as exc:
+            self._pool = None
+            pool.terminate()
+            raise self._error(exc) from exc
+
+    async def _setup(self, pool: asyncpg.Pool) -> None:
+        sql = self._sql
+        async with pool.acquire(timeout=self._timeout) as conn, conn.transaction():
+            # Two processes creating the tables at once would collide on the catalogs;
+            # a transaction-scoped advisory lock keyed on the table name serializes them.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext($1))", f"dmem_sqlite:{self._config.table}"
+            )
+            for statement in sql.ddl:
+                await conn.execute(statement)
+            await conn.execute(sql.meta_init.sql, "schema_version", str(SCHEMA_VERSION))
+            version = int(await conn.fetchval(sql.meta_get.sql, "schema_version"))
+        if version > SCHEMA_VERSION:
+            raise ProviderError(
+                f"{self._where}: schema version {version} was written by a newer dmem-sqlite "
+                f"(this one knows {SCHEMA_VERSION}); upgrade dmem-sqlite"
+            )
+
+    async def aclose(self) -> None:
+        task, self._purge_task = self._purge_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), self._timeout)
+            except BaseException:  # noqa: BLE001 - a dead server must not make close hang
+                pool.terminate()
+
+    def _p(self) -> asyncpg.Pool:
+        pool = self._pool
+        if pool is None:
+            raise NotInitializedError("the PostgreSQL provider is not initialized")
+        return pool
+
+    # --- one statement on one pooled connection ---------------------------------------------
+    async def _fetchrow(self, sql: str, *args: Any) -> Any:
+        try:
+            async with self._p().acquire(timeout=self._timeout) as conn:
+                return await conn.fetchrow(sql, *args)
+        except DmemError:
+            raise
+        except Exception as exc:
+            raise self._error(exc) from exc
+
+    async def _fetch(self, sql: str, *args: Any) -> list[Any]:
+        try:
+            async with self._p().acquire(timeout=self._timeout) as conn:
+                return list(await conn.fetch(sql, *args))
+        except DmemError:
+            raise
+        except Exception as exc:
+            raise self._error(exc) from exc
+
+    async def _fetchval(self, sql: str, *args: Any) -> Any:
+        try:
+            async with self._p().acquire(timeout=self._timeout) as conn:
+                return await conn.fetchval(sql, *args)
+        except DmemError:
+            raise
+        except Exception as exc:
+            raise self._error(exc) from exc
+
+    async def _execute(self, sql: str, *args: Any) -> str:
+        try:
+            async with self._p().acquire(timeout=self._timeout) as conn:
+                return str(await conn.execute(sql, *args))
+        except DmemError:
+            raise
+        except Exception as exc:
+            raise self._error(exc) from exc
+
+    # --- expired rows --------------------------------------------------------------------
+    def _after_write(self) -> None:
+        """Start a background purge at most every few seconds (writes trigger it)."""
+        now = time.monotonic()
+        if now < self._next_purge or self._purge_task is not None:
+            return
+        self._next_purge = now + _PURGE_INTERVAL
+        self._purge_task = asyncio.get_running_loop().create_task(self._purge())
+
+    async def _purge(self) -> None:
+        try:
+            await self._fetchval(self._sql.purge.sql, now_ms(), PURGE_BATCH)
+        except Exception as exc:  # noqa: BLE001 - best effort; reads filter expiry anyway
+            log.debug("dmem-sqlite: purge of expired rows failed: %s", exc)
+        finally:
+            self._purge_task = None
+
+    # --- reads ---------------------------------------------------------------------------
+    async def get(self, key: str) -> bytes | None:
+        row = await self._fetchrow(self._sql.get.sql, self.namespace, key, now_ms())
+        return None if row is None else bytes(row[0])
+
+    async def get_entry(self, key: str) -> Entry | None:
+        now = now_ms()
+        row = await self._fetchrow(self._sql.get.sql, self.namespace, key, now)
+        if row is None:
+            return None
+        expires_at = row[1]
+        return bytes(row[0]), None if expires_at is None else max(0, expires_at - now)
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        rows = await self._fetch(self._sql.get_many.sql, self.namespace, list(keys), now_ms())
+        return {row[0]: bytes(row[1]) for row in rows}
+
+    async def exists(self, key: str) -> bool:
+        row = await self._fetchrow(self._sql.exists.sql, self.namespace, key, now_ms())
+        return row is not None
+
+    async def ttl(self, key: str) -> float | None:
+        now = now_ms()
+        row = await self._fetchrow(self._sql.exists.sql, self.namespace, key, now)
+        if row is None:
+            raise KeyNotFoundError(f"key {key!r} is not live")
+        return None if row[0] is None else max(0, row[0] - now) / 1000
+
+    # --- writes --------------------------------------------------------------------------
+    async def _write(
+        self,
+        keys: list[str],
+        blobs: list[bytes],
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> int:
+        now = now_ms()
+        exp = None if ttl_ms is None else now + ttl_ms
+        names, values = list(tags), list(tags.values())
+        ns, tag_json = self.namespace, dump_tags(tags)
+        if if_not_exists:
+            sql = self._sql.write_nx.sql
+            written = await self._fetchval(sql, ns, exp, tag_json, keys, blobs, now, names, values)
+        else:
+            sql = self._sql.write.sql
+            written = await self._fetchval(sql, ns, exp, tag_json, keys, blobs, names, values)
+        self._after_write()
+        return int(written)
+
+    async def set(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> bool:
+        return await self._write([key], [value], ttl_ms, if_not_exists, tags) > 0
+
+    async def set_many(
+        self,
+        items: Sequence[tuple[str, bytes]],
+        *,
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> int:
+        # Sorted, so concurrent batches lock rows in one order and cannot deadlock.
+        ordered = sorted(items)
+        keys = [key for key, _ in ordered]
+        blobs = [value for _, value in ordered]
+        return await self._write(keys, blobs, ttl_ms, if_not_exists, tags)
+
+    async def delete(self, key: str) -> bool:
+        return await self.delete_many([key]) > 0
+
+    async def delete_many(self, keys: Sequence[str]) -> int:
+        sql = self._sql.delete_many.sql
+        removed = await self._fetchval(sql, self.namespace, sorted(keys), now_ms())
+        return int(removed)
+
+    async def clear(self) -> int:
+        return int(await self._fetchval(self._sql.clear.sql, self.namespace, now_ms()))
+
+    async def expire(self, key: str, ttl_ms: int) -> bool:
+        now = now_ms()
+        status = await self._execute(self._sql.expire.sql, now + ttl_ms, self.namespace, key, now)
+        return status != "UPDATE 0"
+
+    async def persist(self, key: str) -> bool:
+        status = await self._execute(self._sql.persist.sql, self.namespace, key, now_ms())
+        return status != "UPDATE 0"
+
+    # --- listing -------------------------------------------------------------------------
+    def _range(self, pattern: Pattern) -> tuple[bool, dict[str, Any]]:
+        hi = upper_bound(pattern.literal_prefix)
+        values: dict[str, Any] = {"ns": self.namespace, "lo": pattern.literal_prefix}
+        if hi is not None:
+            values["hi"] = hi
+        return hi is not None, values
+
+    async def _key_pages(self, pattern: Pattern) -> AsyncIterator[list[str]]:
+        """Keys in the pattern's range, a page at a time (keyset pagination)."""
+        upper, values = self._range(pattern)
+        after: str | None = None
+        while True:
+            stmt = self._sql.key_page[(after is None, upper)]
+            if after is not None:
+                values["lo"] = after
+            rows = await self._fetch(stmt.sql, *stmt.args(now=now_ms(), limit=_PAGE_ROWS, **values))
+            yield [row[0] for row in rows]
+            if len(rows) < _PAGE_ROWS:
+                return
+            after = rows[-1][0]
+
+    async def keys(self, pattern: Pattern) -> list[str]:
+        if pattern.is_exact:
+            return [pattern.literal_prefix] if await self.exists(pattern.literal_prefix) else []
+        if is_prefix_glob(pattern):
+            upper, values = self._range(pattern)
+            stmt = self._sql.keys[upper]
+            rows = await self._fetch(stmt.sql, *stmt.args(now=now_ms(), **values))
+            return [row[0] for row in rows]
+        matches = pattern.matches
+        found: list[str] = []
+        async for page in self._key_pages(pattern):
+            found.extend(key for key in page if matches(key))
+        return found
+
+    async def count(self, pattern: Pattern) -> int:
+        if pattern.is_exact:
+            return 1 if await self.exists(pattern.literal_prefix) else 0
+        if is_prefix_glob(pattern):
+            upper, values = self._range(pattern)
+            stmt = self._sql.count[upper]
+            return int(await self._fetchval(stmt.sql, *stmt.args(now=now_ms(), **values)))
+        matches = pattern.matches
+        total = 0
+        async for page in self._key_pages(pattern):
+            total += sum(1 for key in page if matches(key))
+        return total
+
+    async def scan(self, pattern: Pattern) -> AsyncIterator[tuple[str, bytes]]:
+        upper, values = self._range(pattern)
+        matches, everything = pattern.matches, is_prefix_glob(pattern)
+        after: str | None = None
+        # Start small (values may be large), then size pages to about _PAGE_BYTES.
+        limit = _FIRST_PAGE_ROWS
+        while True:
+            stmt = self._sql.scan_page[(after is None, upper)]
+            if after is not None:
+                values["lo"] = after
+            rows = await self._fetch(stmt.sql, *stmt.args(now=now_ms(), limit=limit, **values))
+            size = 0
+            for key, value in rows:
+                size += len(value)
+                if everything or matches(key):
+                    yield key, bytes(value)
+            if len(rows) < limit:
+                return
+            after = rows[-1][0]
+            # Constant memory with big values too: size the next page to ~_PAGE_BYTES.
+            average = max(1, size // len(rows))
+            limit = max(1, min(_PAGE_ROWS, _PAGE_BYTES // average))
+
+    # --- tags ----------------------------------------------------------------------------
+    async def find_by_tag(self, name: str, value: str) -> list[str]:
+        rows = await self._fetch(self._sql.find_by_tag.sql, self.namespace, name, value, now_ms())
+        return [row[0] for row in rows if has_tag(row[1], name, value)]
+
+    async def get_tags(self, key: str) -> dict[str, str]:
+        row = await self._fetchrow(self._sql.get_tags.sql, self.namespace, key, now_ms())
+        if row is None:
+            raise KeyNotFoundError(f"key {key!r} is not live")
+        return load_tags(row[0])
+
+    async def health(self) -> HealthStatus:
+        start = time.perf_counter()
+        details: dict[str, object] = {
+            "url": self._config.display,
+            "table": self._config.table,
+            "namespace": self.namespace,
+        }
+        try:
+            version = await asyncio.wait_for(
+                self._fetchval("SHOW server_version"), self._timeout
+            )
+        except Exception as exc:  # noqa: BLE001 - health never raises
+            err = self._error(exc)
+            return HealthStatus("unhealthy", self.name, f"{type(err).__name__}: {err}", None, details)
+        details["server_version"] = version
+        pool = self._pool
+        if pool is not None:
+            details["pool_size"] = pool.get_size()
+        latency = (time.perf_counter() - start) * 1000
+        return HealthStatus("healthy", self.name, "ok", latency, details)

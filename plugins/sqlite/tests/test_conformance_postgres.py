@@ -1,0 +1,34 @@
+"""The conformance suite on a real PostgreSQL, alone and under Cache+Compression."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import dmem_conformance
+import pytest
+from dmem import Cache, Compression
+from pgserver import free_port
+
+CHAINS: dict[str, Sequence[Any]] = {
+    "plain": (),
+    "cache+compression": (Cache(), Compression(threshold=16)),
+}
+
+
+class TestPostgresConformance(dmem_conformance.KVSuite):
+    @pytest.fixture(params=list(CHAINS.values()), ids=list(CHAINS))
+    def middleware(self, request: pytest.FixtureRequest) -> Sequence[Any]:
+        chain: Sequence[Any] = request.param
+        return chain
+
+    @pytest.fixture
+    def store_factory(self, postgres_url: str) -> dmem_conformance.StoreFactory:
+        pytest.importorskip("asyncpg")
+        return dmem_conformance.url_factory(postgres_url, table="dmem_conformance", pool_size=4)
+
+    @pytest.fixture
+    def unreachable_store_factory(self) -> dmem_conformance.StoreFactory:
+        # Nothing listens on a fresh free port.
+        url = f"postgresql://dmem:secret-pass@127.0.0.1:{free_port()}/none"
+        return dmem_conformance.url_factory(url, timeout=2)
