@@ -60,7 +60,7 @@ def test_normalize_where_rejects(where: Any) -> None:
 
 
 # --- where: the evaluator ----------------------------------------------------------------------
-META = {"s": "jazz", "i": 3, "f": 2.5, "b": True, "e": ""}
+META: dict[str, dmem.vector.MetadataValue] = {"s": "jazz", "i": 3, "f": 2.5, "b": True, "e": ""}
 
 
 @pytest.mark.parametrize(
@@ -148,7 +148,7 @@ def test_hash_embedder_registered_through_hook() -> None:
     with pytest.raises(PluginNotFoundError, match="no embedder named 'nope'"):
         resolve_embedder("nope")
     with pytest.raises(InvalidArgumentError, match="not an embedder"):
-        resolve_embedder(object())  # type: ignore[arg-type]
+        resolve_embedder(object())
 
 
 async def test_text_query_without_embedder_names_the_fix() -> None:

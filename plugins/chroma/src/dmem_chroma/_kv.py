@@ -25,6 +25,7 @@ In-process, every read-modify-write runs under one lock per collection.
 from __future__ import annotations
 
 import base64
+import gc
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -41,7 +42,11 @@ NO_EXPIRY = 2**62
 _TAG = "t:"
 _EMBEDDING = [0.0]
 _PURGE_EVERY_MS = 1000
-_READ_BATCH = 256
+# scan reads values in batches sized to hold about this many value bytes at once
+# (HTTP responses cost ~15x their payload while parsed, hence the smaller budget).
+_SCAN_BUDGET_LOCAL = 256 * 1024
+_SCAN_BUDGET_HTTP = 32 * 1024
+_SCAN_FIRST_BATCH = 4
 
 
 def _now_ms() -> int:
@@ -289,15 +294,28 @@ class ChromaKVProvider:
 
     async def scan(self, pattern: Pattern) -> AsyncIterator[tuple[str, bytes]]:
         # A snapshot of the matching ids (no values); values are read batch by batch,
-        # so a key deleted meanwhile is skipped and memory holds one batch of values.
+        # each batch sized from the previous one's value sizes so memory stays bounded
+        # whatever the values weigh. A key deleted meanwhile is skipped.
         keys = await self._conn.run(self._matching, pattern)
-        for start in range(0, len(keys), _READ_BATCH):
-            chunk = keys[start : start + _READ_BATCH]
+        budget = _SCAN_BUDGET_HTTP if self.config.mode == "http" else _SCAN_BUDGET_LOCAL
+        batch = _SCAN_FIRST_BATCH
+        start = 0
+        while start < len(keys):
+            chunk = keys[start : start + batch]
+            start += len(chunk)
             values = await self.get_many(chunk)
+            size = sum(len(v) for v in values.values())
+            if values:
+                batch = max(1, min(1024, budget * len(values) // max(1, size)))
             for key in chunk:
                 value = values.get(key)
                 if value is not None:
                     yield key, value
+            del values
+            if self.config.mode == "http":
+                # chromadb's HTTP client leaves each response in a reference cycle, so the
+                # bodies would pile up until a full collection: free them batch by batch.
+                gc.collect(1)
 
     async def keys(self, pattern: Pattern) -> list[str]:
         return await self._conn.run(self._matching, pattern)

@@ -1,0 +1,41 @@
+"""The KV and vector conformance suites on embedded (persistent) and server Chroma."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dmem_conformance
+import pytest
+
+# Short timeouts: the suite's "backend down" test must not wait long.
+_FAST = {"timeout": 5.0}
+
+
+class _Unreachable:
+    @pytest.fixture
+    def unreachable_store_factory(self, chroma_down_url: str) -> dmem_conformance.StoreFactory:
+        return dmem_conformance.url_factory(chroma_down_url, timeout=2.0)
+
+
+class TestChromaEmbeddedKV(_Unreachable, dmem_conformance.KVSuite):
+    @pytest.fixture
+    def store_factory(self, chroma_data_dir: Path) -> dmem_conformance.StoreFactory:
+        return dmem_conformance.url_factory(f"chroma:///{chroma_data_dir}", **_FAST)
+
+
+class TestChromaServerKV(_Unreachable, dmem_conformance.KVSuite):
+    @pytest.fixture
+    def store_factory(self, chroma_server_url: str) -> dmem_conformance.StoreFactory:
+        return dmem_conformance.url_factory(chroma_server_url, **_FAST)
+
+
+class TestChromaEmbeddedVectors(dmem_conformance.VectorSuite):
+    @pytest.fixture
+    def vector_store_factory(self, chroma_data_dir: Path) -> dmem_conformance.VectorStoreFactory:
+        return dmem_conformance.vector_url_factory(f"chroma:///{chroma_data_dir}", **_FAST)
+
+
+class TestChromaServerVectors(dmem_conformance.VectorSuite):
+    @pytest.fixture
+    def vector_store_factory(self, chroma_server_url: str) -> dmem_conformance.VectorStoreFactory:
+        return dmem_conformance.vector_url_factory(chroma_server_url, **_FAST)
