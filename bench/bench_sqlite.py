@@ -29,9 +29,8 @@ import tempfile
 from pathlib import Path
 
 import aiosqlite
-from _harness import Bench
-
 import dmem
+from _harness import Bench
 
 VALUE = {"name": "Ada Lovelace", "visits": 12, "tags": ["a", "b"], "score": 0.5}
 ENCODED = dmem.encode(VALUE)
@@ -155,9 +154,7 @@ async def bench_sqlite(args: argparse.Namespace, tmp: Path) -> Bench:
 
     # Concurrency: 50 tasks setting at once; group commit shares one fsync among them.
     async def dmem_concurrent() -> object:
-        return await asyncio.gather(
-            *(kv.set(f"c:{i}", VALUE) for i in range(50))
-        )
+        return await asyncio.gather(*(kv.set(f"c:{i}", VALUE) for i in range(50)))
 
     async def raw_concurrent() -> object:
         async def one(i: int) -> None:
@@ -223,16 +220,18 @@ async def bench_postgres(args: argparse.Namespace, url: str) -> Bench:
     return bench
 
 
-async def main() -> int:
+def main() -> int:
     args = _args()
     benches: list[Bench] = []
     with tempfile.TemporaryDirectory(prefix="dmem-bench-") as tmp:
-        benches.append(await bench_sqlite(args, Path(tmp)))
+        benches.append(asyncio.run(bench_sqlite(args, Path(tmp))))
         if not args.no_postgres:
             url = os.environ.get("DMEM_TEST_POSTGRES_URL")
             server = None
             if not url:
-                sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "plugins/sqlite/tests"))
+                sys.path.insert(
+                    0, str(Path(__file__).resolve().parent.parent / "plugins/sqlite/tests")
+                )
                 from pgserver import PostgresServer, PostgresUnavailable
 
                 try:
@@ -242,7 +241,7 @@ async def main() -> int:
                     print(f"\n(PostgreSQL rows skipped: {exc})")
             if url:
                 try:
-                    benches.append(await bench_postgres(args, url))
+                    benches.append(asyncio.run(bench_postgres(args, url)))
                 finally:
                     if server is not None:
                         server.stop()
@@ -251,4 +250,4 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    sys.exit(main())

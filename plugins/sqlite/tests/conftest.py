@@ -16,7 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pgserver import PostgresServer, PostgresUnavailable  # noqa: E402
+from pgserver import PostgresServer, PostgresUnavailable
 
 
 @pytest.fixture(scope="session")

@@ -107,13 +107,14 @@ class PostgresServer:
             "-l", str(self.root / "log"), "-w", "-t", "60", "start",
         )  # fmt: skip
 
-    def halt(self) -> None:
-        """Stop the server immediately, keeping its data (to test a restart)."""
-        self._run(self.pg_ctl, "-D", str(self.datadir), "-m", "immediate", "-w", "stop")
+    def halt(self, mode: str = "fast") -> None:
+        """Stop the server, keeping its data (to test a restart). ``fast`` flushes the WAL
+        (commits are asynchronous here); ``immediate`` is a crash."""
+        self._run(self.pg_ctl, "-D", str(self.datadir), "-m", mode, "-w", "stop")
 
     def stop(self) -> None:
         with contextlib.suppress(PostgresUnavailable, OSError, subprocess.SubprocessError):
-            self.halt()
+            self.halt("immediate")
         shutil.rmtree(self.root, ignore_errors=True)
 
 

@@ -6,7 +6,6 @@ import time
 from collections.abc import Mapping
 
 import orjson
-
 from dmem import CorruptValueError, InvalidPatternError, Pattern, compile_pattern
 
 __all__ = [

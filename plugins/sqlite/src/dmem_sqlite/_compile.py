@@ -8,9 +8,10 @@ only the string is handed to the driver (stdlib ``sqlite3`` or ``asyncpg``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
 __all__ = ["Stmt", "compile_stmt"]
@@ -38,7 +39,7 @@ def compile_stmt(
     here turns any change in SQLAlchemy's rendering into an error at startup instead
     of values silently landing in the wrong columns.
     """
-    compiled = statement.compile(dialect=dialect)
+    compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
     names = tuple(compiled.positiontup or ())
     if expect is not None and names != expect:
         raise RuntimeError(

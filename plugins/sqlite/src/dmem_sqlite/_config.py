@@ -36,8 +36,7 @@ def valid_table(name: str) -> str:
     """Return ``name`` if it is an acceptable table name; else InvalidArgumentError."""
     if not isinstance(name, str) or _TABLE_RE.fullmatch(name) is None:
         raise InvalidArgumentError(
-            f"table must match [A-Za-z_][A-Za-z0-9_]{{0,39}} (a plain SQL identifier), "
-            f"got {name!r}"
+            f"table must match [A-Za-z_][A-Za-z0-9_]{{0,39}} (a plain SQL identifier), got {name!r}"
         )
     return name
 
@@ -94,7 +93,9 @@ def parse_sqlite(url: str, options: dict[str, Any]) -> SQLiteConfig:
     opts = ProviderOptions(options, provider="sqlite")
     synchronous = opts.str("synchronous", "normal").lower()
     if synchronous not in ("full", "normal"):
-        raise InvalidArgumentError(f"sqlite option 'synchronous' must be full or normal, got {synchronous!r}")
+        raise InvalidArgumentError(
+            f"sqlite option 'synchronous' must be full or normal, got {synchronous!r}"
+        )
     config = SQLiteConfig(
         path=path,
         namespace=_namespace(opts),

@@ -39,7 +39,7 @@ class PostgresStatements:
     """The compiled statements for one table name."""
 
     def __init__(self, table: str) -> None:
-        dialect = asyncpg_dialect()
+        dialect = asyncpg_dialect()  # type: ignore[no-untyped-call]
         t = build_tables(table, "postgresql")
         self.tables: Tables = t
         self.ddl: list[str] = ddl(t, dialect)
@@ -69,7 +69,8 @@ class PostgresStatements:
         def write(if_not_exists: bool) -> Stmt:
             rows = (
                 func.unnest(
-                    bindparam("keys", type_=ARRAY(Text)), bindparam("vals", type_=ARRAY(LargeBinary))
+                    bindparam("keys", type_=ARRAY(Text)),
+                    bindparam("vals", type_=ARRAY(LargeBinary)),
                 )
                 .table_valued("k", "v")
                 .render_derived(name="rows")
@@ -100,7 +101,9 @@ class PostgresStatements:
             written = upsert.returning(t.kv.c.key).cte("written")
             drop_old = (
                 delete(t.tags)
-                .where(tags.namespace == ns, tags.key == written.c.key, not_(tags.name == any_(names)))
+                .where(
+                    tags.namespace == ns, tags.key == written.c.key, not_(tags.name == any_(names))
+                )
                 .cte("drop_old")
             )
             new = (
@@ -119,7 +122,7 @@ class PostgresStatements:
                 set_={"value": add.excluded.value},
             ).cte("add_new")
             final = select(func.count()).select_from(written).add_cte(drop_old, add_new)
-            expect = ("ns", "exp", "tags", "keys", "vals")
+            expect: tuple[str, ...] = ("ns", "exp", "tags", "keys", "vals")
             expect += ("now", "names", "tvals") if if_not_exists else ("names", "tvals")
             return c(final, expect)
 
@@ -133,7 +136,9 @@ class PostgresStatements:
             .returning(t.kv.c.key, t.kv.c.expires_at)
             .cte("gone")
         )
-        gone_tags = delete(t.tags).where(tags.namespace == ns, tags.key == gone.c.key).cte("gone_tags")
+        gone_tags = (
+            delete(t.tags).where(tags.namespace == ns, tags.key == gone.c.key).cte("gone_tags")
+        )
         # Expired rows among the keys are removed too, but only live ones are counted.
         self.delete_many = c(
             select(func.count())

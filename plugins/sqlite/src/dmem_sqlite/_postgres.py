@@ -17,7 +17,6 @@ from functools import lru_cache
 from typing import Any
 
 import asyncpg
-
 from dmem import (
     DmemError,
     HealthStatus,
@@ -405,12 +404,12 @@ class PostgresProvider:
             "namespace": self.namespace,
         }
         try:
-            version = await asyncio.wait_for(
-                self._fetchval("SHOW server_version"), self._timeout
-            )
+            version = await asyncio.wait_for(self._fetchval("SHOW server_version"), self._timeout)
         except Exception as exc:  # noqa: BLE001 - health never raises
             err = self._error(exc)
-            return HealthStatus("unhealthy", self.name, f"{type(err).__name__}: {err}", None, details)
+            return HealthStatus(
+                "unhealthy", self.name, f"{type(err).__name__}: {err}", None, details
+            )
         details["server_version"] = version
         pool = self._pool
         if pool is not None:

@@ -20,6 +20,7 @@ updates one b-tree instead of two.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -49,7 +50,7 @@ def build_tables(table: str, dialect_name: str) -> Tables:
     """The three tables for ``table`` (validated again: it ends up in DDL)."""
     valid_table(table)
     collation = "C" if dialect_name == "postgresql" else "BINARY"
-    extra = {"sqlite_with_rowid": False} if dialect_name == "sqlite" else {}
+    extra: dict[str, Any] = {"sqlite_with_rowid": False} if dialect_name == "sqlite" else {}
     metadata = MetaData()
     kv = Table(
         table,

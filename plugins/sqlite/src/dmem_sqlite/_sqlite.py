@@ -115,7 +115,9 @@ class SQLiteProvider:
                 self._wal(conn)
             # Fixed literals only: never user text in a PRAGMA.
             conn.execute(
-                "PRAGMA synchronous=FULL" if config.synchronous == "full" else "PRAGMA synchronous=NORMAL"
+                "PRAGMA synchronous=FULL"
+                if config.synchronous == "full"
+                else "PRAGMA synchronous=NORMAL"
             )
         except BaseException:
             conn.close()
@@ -171,7 +173,9 @@ class SQLiteProvider:
         sql = self._sql.tags_any
         return conn.execute(sql.sql, sql.args(ns=self.namespace)).fetchone() is not None
 
-    def _retag(self, conn: sqlite3.Connection, keys: Sequence[str], tags: Mapping[str, str]) -> None:
+    def _retag(
+        self, conn: sqlite3.Connection, keys: Sequence[str], tags: Mapping[str, str]
+    ) -> None:
         """Replace the tags of freshly written ``keys`` by ``tags``.
 
         When the namespace holds no tag rows at all (tags unused), there is nothing to
@@ -260,7 +264,7 @@ class SQLiteProvider:
         else:
             start = 0
             for size in chunk_sizes(len(items)):
-                params = list(chain.from_iterable(items[start : start + size]))
+                params: list[object] = list(chain.from_iterable(items[start : start + size]))
                 params += (ns, exp, tag_json)
                 conn.execute(self._sql.upsert_rows(size).sql, params)
                 start += size
@@ -386,9 +390,7 @@ class SQLiteProvider:
         if_not_exists: bool,
         tags: Mapping[str, str],
     ) -> bool:
-        return await self._w().call(
-            self._set, key, value, ttl_ms, if_not_exists, tags, write=True
-        )
+        return await self._w().call(self._set, key, value, ttl_ms, if_not_exists, tags, write=True)
 
     async def set_many(
         self,
@@ -398,9 +400,7 @@ class SQLiteProvider:
         if_not_exists: bool,
         tags: Mapping[str, str],
     ) -> int:
-        return await self._w().call(
-            self._set_many, items, ttl_ms, if_not_exists, tags, write=True
-        )
+        return await self._w().call(self._set_many, items, ttl_ms, if_not_exists, tags, write=True)
 
     async def delete(self, key: str) -> bool:
         return await self._w().call(self._delete_many, (key,), write=True) > 0
@@ -455,11 +455,11 @@ class SQLiteProvider:
         try:
             worker = self._w()
             mode = await asyncio.wait_for(worker.call(_journal_mode), self._config.timeout)
-        except BaseException as exc:  # noqa: BLE001 - health never raises
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
+        except Exception as exc:  # noqa: BLE001 - health never raises
             err = map_error(exc, self._where)
-            return HealthStatus("unhealthy", self.name, f"{type(err).__name__}: {err}", None, details)
+            return HealthStatus(
+                "unhealthy", self.name, f"{type(err).__name__}: {err}", None, details
+            )
         details["journal_mode"] = mode
         details["synchronous"] = self._config.synchronous
         latency = (time.perf_counter() - start) * 1000

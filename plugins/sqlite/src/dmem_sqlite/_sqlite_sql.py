@@ -7,6 +7,7 @@ order, which :func:`compile_stmt` verifies.
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Integer,
     LargeBinary,
@@ -44,7 +45,9 @@ class SQLiteStatements:
         self.tables: Tables = t
         self.ddl: list[str] = ddl(t, dialect)
         kv, tags, meta = t.kv.c, t.tags.c, t.meta.c
-        ns, key, now = bindparam("ns"), bindparam("key"), bindparam("now")
+        ns = bindparam("ns", type_=Text)
+        key = bindparam("key", type_=Text)
+        now = bindparam("now", type_=BigInteger)
         live = or_(kv.expires_at.is_(None), kv.expires_at > now)
         this = and_(kv.namespace == ns, kv.key == key)
 
@@ -138,10 +141,7 @@ class SQLiteStatements:
         limit = bindparam("limit", type_=Integer)
         self.scan_page = {
             (first, upper): c(
-                select(kv.key, kv.value)
-                .where(in_range(first, upper))
-                .order_by(kv.key)
-                .limit(limit)
+                select(kv.key, kv.value).where(in_range(first, upper)).order_by(kv.key).limit(limit)
             )
             for first in (False, True)
             for upper in (False, True)
@@ -155,12 +155,8 @@ class SQLiteStatements:
         self.clear_kv = c(delete(t.kv).where(kv.namespace == ns), ("ns",))
 
         # --- purge of expired rows (all namespaces of the table) ---
-        self.purge_select = c(
-            select(kv.namespace, kv.key).where(kv.expires_at <= now).limit(limit)
-        )
-        self.purge_kv = c(
-            delete(t.kv).where(this, kv.expires_at <= now), ("ns", "key", "now")
-        )
+        self.purge_select = c(select(kv.namespace, kv.key).where(kv.expires_at <= now).limit(limit))
+        self.purge_kv = c(delete(t.kv).where(this, kv.expires_at <= now), ("ns", "key", "now"))
 
         # --- schema metadata ---
         self.meta_get = c(select(meta.value).where(meta.name == bindparam("name")), ("name",))

@@ -18,6 +18,7 @@ wait for writers).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -35,7 +36,9 @@ _MAX_GROUP = 256  # jobs per drained batch: bounds one transaction's size and la
 _STOP = object()
 
 # A job: (function, args, is_write, future, loop)
-_Job = tuple[Callable[..., Any], tuple[Any, ...], bool, "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+_Job = tuple[
+    Callable[..., Any], tuple[Any, ...], bool, "asyncio.Future[Any]", asyncio.AbstractEventLoop
+]
 _Result = tuple["asyncio.Future[Any]", "BaseException | None", Any]
 
 _UNAVAILABLE_HINTS = (
@@ -170,10 +173,9 @@ class Worker:
                 i += 1
         for loop, results in by_loop.items():
             if results:
-                try:
+                # RuntimeError: that loop is closed, so nobody is waiting any more.
+                with contextlib.suppress(RuntimeError):
                     loop.call_soon_threadsafe(_deliver, results)
-                except RuntimeError:  # that loop is closed: nobody is waiting any more
-                    pass
         return stop
 
     def _run_one(self, job: _Job) -> _Result:
@@ -198,7 +200,7 @@ class Worker:
             results = [self._write_alone(jobs[0], conn)]
         else:
             results = self._write_group(jobs, conn)
-        for job, result in zip(jobs, results):
+        for job, result in zip(jobs, results, strict=True):
             by_loop.setdefault(job[4], []).append(result)
 
     def _begin(self, conn: sqlite3.Connection) -> None:
@@ -218,10 +220,8 @@ class Worker:
 
     def _rollback(self, conn: sqlite3.Connection) -> None:
         if conn.in_transaction:
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
 
     def _write_alone(self, job: _Job, conn: sqlite3.Connection) -> _Result:
         fn, args, _write, future, _loop = job
@@ -245,7 +245,7 @@ class Worker:
             self._rollback(conn)
             # One job failed (or the commit did): run each alone so only the culprit fails.
             return [self._write_alone(job, conn) for job in jobs]
-        return [(job[3], None, value) for job, value in zip(jobs, values)]
+        return [(job[3], None, value) for job, value in zip(jobs, values, strict=True)]
 
     def _close(self) -> None:
         conn, self._conn = self._conn, None
