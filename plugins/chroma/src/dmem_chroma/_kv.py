@@ -36,6 +36,11 @@ from dmem.provider import Entry
 
 from ._client import ChromaConfig, ChromaConnection
 
+# Records per Chroma call. The embedded client's Rust core holds the GIL for the whole
+# call, so the event loop (in another thread) waits for it: smaller calls keep those
+# pauses near 100 ms instead of seconds, at no measurable cost in throughput.
+_CHUNK = 256
+
 __all__ = ["NO_EXPIRY", "ChromaKVProvider"]
 
 NO_EXPIRY = 2**62
@@ -94,7 +99,7 @@ class ChromaKVProvider:
     async def initialize(self) -> None:
         def work() -> int:
             self._conn.open({})
-            return self._conn.max_batch()
+            return min(_CHUNK, self._conn.max_batch())
 
         self._batch = await self._conn.run(work)
 

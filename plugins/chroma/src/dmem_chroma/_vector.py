@@ -19,6 +19,11 @@ from dmem.vector import VectorMatch, VectorRecord, Where
 
 from ._client import ChromaConfig, ChromaConnection
 
+# Records per Chroma call. The embedded client's Rust core holds the GIL for the whole
+# call, so the event loop (in another thread) waits for it: smaller calls keep those
+# pauses near 100 ms instead of seconds, at no measurable cost in throughput.
+_CHUNK = 256
+
 __all__ = ["ChromaVectorProvider", "translate_where"]
 
 _USER = "m:"
@@ -65,7 +70,7 @@ class ChromaVectorProvider:
     async def initialize(self) -> None:
         def work() -> int:
             self._conn.open({"hnsw:space": "cosine"})
-            return self._conn.max_batch()
+            return min(_CHUNK, self._conn.max_batch())
 
         self._batch = await self._conn.run(work)
 

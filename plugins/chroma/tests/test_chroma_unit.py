@@ -1,0 +1,165 @@
+"""dmem-chroma specifics: URLs and options, secrets, filter translation, ephemeral mode."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from typing import Any
+
+import dmem
+import pytest
+from dmem import InvalidArgumentError, ProviderUnavailableError, VectorRecord
+from dmem.vector import normalize_where
+from dmem_chroma import ChromaKVProvider, ChromaVectorProvider, parse_config, translate_where
+
+
+def test_urls() -> None:
+    assert parse_config("chroma://", {}).mode == "ephemeral"
+    persistent = parse_config("chroma:///var/lib/x", {"namespace": "n"})
+    assert (persistent.mode, persistent.path, persistent.namespace) == (
+        "persistent",
+        "/var/lib/x",
+        "n",
+    )
+    http = parse_config(
+        "chroma+https://db.example:9000", {"tenant": "t", "database": "d", "timeout": "3"}
+    )
+    assert (http.mode, http.host, http.port, http.ssl, http.tenant, http.database) == (
+        "http",
+        "db.example",
+        9000,
+        True,
+        "t",
+        "d",
+    )
+    assert http.timeout == 3.0
+    assert parse_config("chroma+http://h", {}).port == 8000
+
+
+@pytest.mark.parametrize(
+    ("url", "options"),
+    [
+        ("chroma://host:1", {}),
+        ("chroma+http://", {}),
+        ("chroma://", {"bogus": 1}),
+        ("chroma://", {"timeout": "0"}),
+        ("chroma://", {"collection": "-bad"}),
+        ("chroma://", {"collection": "a b"}),
+        ("chroma://", {"token": "secret-token"}),
+    ],
+)
+def test_bad_urls_and_options(url: str, options: dict[str, object]) -> None:
+    with pytest.raises(InvalidArgumentError):
+        parse_config(url, dict(options))
+
+
+def test_collection_names_are_valid_for_any_namespace() -> None:
+    names = {
+        parse_config("chroma://", {"namespace": ns}).collection_name("kv")
+        for ns in ("", "a", "ab", "a/b", "é", "x" * 1000)
+    }
+    assert len(names) == 6
+    assert all(n.startswith("dmem-kv-") and n.replace("-", "").isalnum() for n in names)
+
+
+async def test_token_never_shows(chroma_down_url: str) -> None:
+    token = "s3cr3t-chroma-token"
+    store = dmem.Store(
+        ChromaKVProvider(parse_config(chroma_down_url, {"token": token, "timeout": 2.0})),
+        url=f"{chroma_down_url}?token={token}",
+    )
+    shown = [repr(store), repr(store.provider), repr(store.provider.config)]  # type: ignore[attr-defined]
+    with pytest.raises(ProviderUnavailableError) as info:
+        await store.initialize()
+    shown += [str(info.value), repr(info.value)]
+    shown.append(repr(await store.health()))
+    assert not [s for s in shown if token in s]
+
+
+async def test_unreachable_server_fails_fast(chroma_down_url: str) -> None:
+    start = time.monotonic()
+    with pytest.raises(ProviderUnavailableError):
+        await dmem.open_vector(chroma_down_url, timeout=2.0)
+    assert time.monotonic() - start < 5
+
+
+@pytest.mark.parametrize(
+    ("where", "chroma"),
+    [
+        ({"a": 1}, {"m:a": {"$eq": 1}}),
+        (
+            {"a": {"$in": [1, "x", 2]}},
+            {"$or": [{"m:a": {"$in": [1, 2]}}, {"m:a": {"$in": ["x"]}}]},
+        ),
+        (
+            {"a": {"$nin": [True, 1.5]}},
+            {"$and": [{"m:a": {"$nin": [True]}}, {"m:a": {"$nin": [1.5]}}]},
+        ),
+        (
+            {"$or": [{"a": 1}, {"b": {"$gt": 2}}]},
+            {"$or": [{"m:a": {"$eq": 1}}, {"m:b": {"$gt": 2}}]},
+        ),
+    ],
+)
+def test_translate_where(where: dict[str, object], chroma: dict[str, object]) -> None:
+    canonical = normalize_where(where)
+    assert canonical is not None
+    assert translate_where(canonical) == chroma
+
+
+async def test_ephemeral_mode_kv_and_vectors() -> None:
+    async with dmem.open("chroma://", namespace="unit-eph") as kv:
+        assert await kv.set("k", {"v": 1}, tags={"t": "1"})
+        assert await kv.find_by_tag("t", "1") == ["k"]
+        assert await kv.clear() == 1
+    async with dmem.open_vector("chroma://", namespace="unit-eph", embedder="hash") as vs:
+        assert isinstance(vs.provider, ChromaVectorProvider) and not vs.exact
+        await vs.upsert([VectorRecord("a", None, {"x": 1}, "hello there")])
+        (hit,) = await vs.query("hello there", k=1)
+        assert hit.id == "a" and hit.score == pytest.approx(1.0, abs=1e-4)
+        assert await vs.clear() == 1
+
+
+async def test_event_loop_stays_free(tmp_path: object) -> None:
+    """Chroma's client is synchronous: calls run in worker threads, in chunks, so the
+    loop keeps ticking (one 2,000-record call would hold the GIL for ~0.7 s)."""
+    async with dmem.open(f"chroma:///{tmp_path}", namespace="loop") as kv:
+        gaps: list[float] = []
+
+        async def ticker() -> None:
+            last = time.monotonic()
+            while True:
+                await asyncio.sleep(0.001)
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+
+        task = asyncio.create_task(ticker())
+        await kv.set_many({f"k{i}": "x" * 1000 for i in range(2000)})
+        task.cancel()
+        assert len(gaps) >= 3
+        assert max(gaps) < 0.4, f"the event loop stalled for {max(gaps):.3f} s"
+        assert await kv.count() == 2000
+        await kv.clear()
+
+
+async def test_binary_and_text_values_stored_readably(tmp_path: object) -> None:
+    """JSON text is stored as text (readable with Chroma tools), other bytes as base64."""
+    import chromadb
+    from chromadb.config import Settings
+
+    async with dmem.open(f"chroma:///{tmp_path}", namespace="layout") as kv:
+        await kv.set("json", {"a": "é"})
+        await kv.set("raw", b"\xff\x00\x01")
+        collection = parse_config("chroma://", {"namespace": "layout"}).collection_name("kv")
+        client: Any = chromadb.PersistentClient(
+            path=str(tmp_path), settings=Settings(anonymized_telemetry=False)
+        )
+        got = client.get_collection(collection).get(ids=["json", "raw"], include=["metadatas"])
+        metas = dict(zip(got["ids"], got["metadatas"], strict=True))
+        assert metas["json"]["v"] == '{"a":"é"}'
+        # The core's encoding of bytes, exactly, in base64.
+        assert base64.b64decode(metas["raw"]["b"]) == dmem.encode(b"\xff\x00\x01")
+        assert await kv.get("raw") == b"\xff\x00\x01"
+        client.close()
