@@ -56,7 +56,7 @@ class RedisConfig:
     retries: int = 1
     retry_backoff: float = 0.05
     retry_backoff_max: float = 0.5
-    max_connections: int = 64
+    max_connections: int = 0  # 0: unbounded pool (redis-py's default)
     buckets: int = 64
     ssl_options: dict[str, Any] = field(default_factory=dict, repr=False)
     sentinel_username: str | None = field(default=None, repr=False)
@@ -116,7 +116,7 @@ def parse_config(url: str, options: dict[str, Any]) -> RedisConfig:
     retries = opts.int("retries", 1, minimum=0)
     retry_backoff = opts.float("retry_backoff", 0.05)
     retry_backoff_max = opts.float("retry_backoff_max", 0.5)
-    max_connections = opts.int("max_connections", 64, minimum=1)
+    max_connections = opts.int("max_connections", 0, minimum=0)
     client_name = opts.optional_str("client_name")
     opt_user = opts.optional_str("username")
     opt_password = opts.optional_str("password")

@@ -30,6 +30,8 @@ from ._scripts import (
     PURGE_META,
     SCRIPTS,
     SET,
+    SET_MANY_PLAIN,
+    SET_PLAIN,
     Script,
 )
 
@@ -41,6 +43,7 @@ _SCAN_COUNT = 1000  # SCAN COUNT hint and get_many's MGET batch size
 # scan() fetches values in smaller MGETs: it holds at most this many values at a time.
 _SCAN_VALUES = 100
 _EMPTY: tuple[str, ...] = ()
+_Call = tuple["Script", Sequence[str], Sequence[Any]]  # (script, KEYS, ARGV)
 
 
 class RedisProvider:
@@ -214,9 +217,12 @@ class RedisProvider:
         tags: Mapping[str, str],
     ) -> bool:
         prefix, vk = self._where(key)
-        args = self._set_args(prefix, ttl_ms, if_not_exists, tags)
-        args.append(value)
         try:
+            if not tags and not if_not_exists:
+                ttl: int | str = "" if ttl_ms is None else ttl_ms
+                return bool(await self._eval(SET_PLAIN, (vk,), (prefix, ttl, value)))
+            args = self._set_args(prefix, ttl_ms, if_not_exists, tags)
+            args.append(value)
             return bool(await self._eval(SET, (vk,), args))
         except _ERRORS as exc:
             raise self._error(exc) from exc
@@ -229,23 +235,32 @@ class RedisProvider:
         if_not_exists: bool,
         tags: Mapping[str, str],
     ) -> int:
-        calls: list[tuple[Script, Sequence[str], Sequence[Any]]] = []
+        plain = not tags and not if_not_exists
+        ttl: int | str = "" if ttl_ms is None else ttl_ms
+
+        def call(prefix: str, vprefix: str, pairs: Sequence[tuple[str, bytes]]) -> _Call:
+            keys = [vprefix + key for key, _ in pairs]
+            if plain:
+                args: list[Any] = [prefix, ttl]
+                args.extend([value for _, value in pairs])
+                return SET_MANY_PLAIN, keys, args
+            args = self._set_args(prefix, ttl_ms, if_not_exists, tags)
+            args.extend([value for _, value in pairs])
+            return SET, keys, args
+
         if not self._cluster:
             # One script for the whole batch: all or nothing on one server.
-            args = self._set_args(self._prefix, ttl_ms, if_not_exists, tags)
-            vprefix = self._vprefix
-            args.extend(value for _, value in items)
-            calls.append((SET, [vprefix + key for key, _ in items], args))
+            calls = [call(self._prefix, self._vprefix, items)]
         else:
             groups: dict[int, list[tuple[str, bytes]]] = {}
             bucket = self._layout.bucket
             for key, value in items:
                 groups.setdefault(bucket(key), []).append((key, value))
-            for b, pairs in groups.items():
-                args = self._set_args(self._layout.prefixes[b], ttl_ms, if_not_exists, tags)
-                args.extend(value for _, value in pairs)
-                vprefix = self._layout.value_prefixes[b]
-                calls.append((SET, [vprefix + key for key, _ in pairs], args))
+            layout = self._layout
+            calls = [
+                call(layout.prefixes[b], layout.value_prefixes[b], pairs)
+                for b, pairs in groups.items()
+            ]
         try:
             return sum(await self._eval_many(calls))
         except _ERRORS as exc:

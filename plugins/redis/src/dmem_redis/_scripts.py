@@ -23,6 +23,8 @@ __all__ = [
     "PURGE_META",
     "SCRIPTS",
     "SET",
+    "SET_MANY_PLAIN",
+    "SET_PLAIN",
     "Script",
 ]
 
@@ -125,6 +127,70 @@ if #tagged_keys > 0 then
     end
     extend(ik, ttl, existed)
   end
+end
+return n
+""",
+)
+
+# The common case, kept lean (no helper closures): one key, no tags, no if_not_exists.
+# KEYS[1]: value key. ARGV: P, ttl ms or '', value. Returns 1.
+SET_PLAIN = Script(
+    "set_plain",
+    """
+local vk, P, ttl = KEYS[1], ARGV[1], ARGV[2]
+if ttl == '' then redis.call('SET', vk, ARGV[3])
+else redis.call('SET', vk, ARGV[3], 'PX', ttl) end
+local key = string.sub(vk, #P + 3)
+local mk = P .. 'm:' .. key
+if redis.call('EXISTS', mk) == 1 then
+  local old = redis.call('HGETALL', mk)
+  for j = 1, #old, 2 do
+    redis.call('SREM', P .. 't:' .. #old[j] .. ':' .. old[j] .. ':' .. old[j + 1], key)
+  end
+  redis.call('DEL', mk)
+end
+return 1
+""",
+)
+
+# A batch without tags or if_not_exists: one EXISTS over all tag hashes (usually 0, so
+# no per-key cleanup), then MSET (or SET PX per key). KEYS: value keys. ARGV: P, ttl ms
+# or '', then one value per key. Returns how many were written (all).
+SET_MANY_PLAIN = Script(
+    "set_many_plain",
+    """
+local P, ttl = ARGV[1], ARGV[2]
+local skip = #P + 3
+local n = #KEYS
+local mks = {}
+for i = 1, n do mks[i] = P .. 'm:' .. string.sub(KEYS[i], skip) end
+local tagged = 0
+for s = 1, n, 4000 do
+  tagged = tagged + redis.call('EXISTS', unpack(mks, s, math.min(s + 3999, n)))
+end
+if tagged > 0 then
+  for i = 1, n do
+    local old = redis.call('HGETALL', mks[i])
+    if #old > 0 then
+      local key = string.sub(KEYS[i], skip)
+      for j = 1, #old, 2 do
+        redis.call('SREM', P .. 't:' .. #old[j] .. ':' .. old[j] .. ':' .. old[j + 1], key)
+      end
+      redis.call('DEL', mks[i])
+    end
+  end
+end
+if ttl == '' then
+  local args = {}
+  for i = 1, n do
+    args[2 * i - 1] = KEYS[i]
+    args[2 * i] = ARGV[2 + i]
+  end
+  for s = 1, 2 * n, 4000 do
+    redis.call('MSET', unpack(args, s, math.min(s + 3999, 2 * n)))
+  end
+else
+  for i = 1, n do redis.call('SET', KEYS[i], ARGV[2 + i], 'PX', ttl) end
 end
 return n
 """,
@@ -234,4 +300,15 @@ return 0
 """,
 )
 
-SCRIPTS = (SET, DELETE, GET_ENTRY, GET_TAGS, EXPIRE, PERSIST, FIND, PURGE_META)
+SCRIPTS = (
+    SET,
+    SET_PLAIN,
+    SET_MANY_PLAIN,
+    DELETE,
+    GET_ENTRY,
+    GET_TAGS,
+    EXPIRE,
+    PERSIST,
+    FIND,
+    PURGE_META,
+)

@@ -1,0 +1,222 @@
+"""dmem on Redis against raw redis-py (same connection settings) and aiocache's RedisCache.
+
+    python bench/bench_redis.py [--check] [--quick]
+
+Starts a throwaway ``redis-server`` (from PATH) on a free loopback port, or uses
+``DMEM_BENCH_REDIS_URL``. The raw client is stock ``redis.asyncio.Redis`` with the
+settings dmem-redis uses for the same URL (host, port, db, socket and connect timeouts,
+retry policy, decode_responses=False, unbounded pool); dmem-redis differs only in
+what it does itself (key prefixes, Lua scripts, hiredis command packing).
+
+Targets (issue 5): single get/set >= 0.85x raw redis-py; get_many of 100 >= 0.8x raw
+MGET; set_many of 100 >= 0.8x raw MSET (>= 0.8x a raw pipeline of SET PX with a ttl);
+both single ops faster than aiocache's RedisCache (ratio > 1); a Cache hit >= 20x a
+Redis get.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import dmem
+from dmem import Cache
+
+from bench._harness import Bench, parse_args
+
+VALUE = {"name": "Ada", "role": "admin", "score": 42, "tags": ["a", "b", "c"]}
+
+
+def _start_server(workdir: str) -> tuple[subprocess.Popen[bytes], str]:
+    if shutil.which("redis-server") is None:
+        raise SystemExit("redis-server is not on PATH (or set DMEM_BENCH_REDIS_URL)")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
+                conn.sendall(b"PING\r\n")
+                if conn.recv(16).startswith(b"+PONG"):
+                    return process, f"redis://127.0.0.1:{port}/0"
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    raise SystemExit("redis-server did not start")
+
+
+async def run(url: str, quick: bool) -> bool:
+    import redis.asyncio as aioredis
+    from aiocache import RedisCache
+    from dmem_redis import parse_config
+    from dmem_redis._client import _retry
+
+    ops = 1_000 if quick else 4_000
+    batch_ops = 200 if quick else 800
+    bench = Bench("dmem-redis vs redis-py and aiocache", rounds=3 if quick else 7)
+    host_port = url.split("://", 1)[1].split("/", 1)[0]
+    host, port = host_port.rsplit(":", 1)
+
+    store = await dmem.open(url, namespace="bench")
+    config = parse_config(url, {"namespace": "bench"})
+    raw = aioredis.Redis(
+        host=config.hosts[0][0],
+        port=config.hosts[0][1],
+        db=config.db,
+        socket_timeout=config.timeout,
+        socket_connect_timeout=config.connect_timeout,
+        retry=_retry(config),
+        decode_responses=False,
+        max_connections=2**31,
+    )
+    cached = await dmem.open(url, namespace="bench", middleware=[Cache(ttl=300)])
+    aio = RedisCache(endpoint=host, port=int(port), namespace="aiocache-bench")
+    try:
+        await store.clear()
+        encoded = dmem.encode(VALUE)
+        await store.set("user:1", VALUE)
+        await raw.set("raw:user:1", encoded)
+        await aio.set("user:1", VALUE)
+
+        await bench.compare(
+            "get",
+            lambda: store.get("user:1"),
+            lambda: raw.get("raw:user:1"),
+            reference="redis-py GET",
+            ops=ops,
+            target=0.85,
+        )
+        await bench.compare(
+            "set",
+            lambda: store.set("user:1", VALUE),
+            lambda: raw.set("raw:user:1", encoded),
+            reference="redis-py SET",
+            ops=ops,
+            target=0.85,
+        )
+
+        keys = [f"many:{i}" for i in range(100)]
+        raw_keys = [f"raw:many:{i}" for i in range(100)]
+        items = {key: {**VALUE, "i": i} for i, key in enumerate(keys)}
+        raw_items = {rk: dmem.encode(items[k]) for k, rk in zip(keys, raw_keys, strict=True)}
+        await store.set_many(items)
+        await raw.mset(raw_items)
+
+        await bench.compare(
+            "get_many x100",
+            lambda: store.get_many(keys),
+            lambda: raw.mget(raw_keys),
+            reference="redis-py MGET",
+            ops=batch_ops,
+            items_per_op=100,
+            target=0.8,
+        )
+        await bench.compare(
+            "set_many x100",
+            lambda: store.set_many(items),
+            lambda: raw.mset(raw_items),
+            reference="redis-py MSET",
+            ops=batch_ops,
+            items_per_op=100,
+            target=0.8,
+        )
+
+        async def raw_set_px() -> Any:
+            pipe = raw.pipeline(transaction=False)
+            for key, data in raw_items.items():
+                pipe.set(key, data, px=60_000)
+            return await pipe.execute()
+
+        await bench.compare(
+            "set_many x100 ttl",
+            lambda: store.set_many(items, ttl=60),
+            raw_set_px,
+            reference="redis-py pipeline SET PX",
+            ops=batch_ops,
+            items_per_op=100,
+            target=0.8,
+        )
+
+        await bench.compare(
+            "get vs aiocache",
+            lambda: store.get("user:1"),
+            lambda: aio.get("user:1"),
+            reference="aiocache RedisCache.get",
+            ops=ops,
+            target=1.0,
+        )
+        await bench.compare(
+            "set vs aiocache",
+            lambda: store.set("user:1", VALUE),
+            lambda: aio.set("user:1", VALUE),
+            reference="aiocache RedisCache.set",
+            ops=ops,
+            target=1.0,
+        )
+
+        await cached.get("user:1")  # warm the cache
+        await bench.compare(
+            "Cache hit vs Redis get",
+            lambda: cached.get("user:1"),
+            lambda: store.get("user:1"),
+            reference="dmem get on Redis",
+            ops=ops,
+            target=20.0,
+        )
+        await store.clear()
+        await raw.delete("raw:user:1", *raw_keys)
+        await aio.clear()
+    finally:
+        await store.aclose()
+        await cached.aclose()
+        await raw.aclose()
+        await aio.close()
+    return bench.report()
+
+
+def main() -> int:
+    args = parse_args(__doc__ or "")
+    url = os.environ.get("DMEM_BENCH_REDIS_URL")
+    process = None
+    with tempfile.TemporaryDirectory() as workdir:
+        if url is None:
+            process, url = _start_server(workdir)
+        try:
+            ok = asyncio.run(run(url, args.quick))
+        finally:
+            if process is not None:
+                process.terminate()
+                process.wait(10)
+    return 0 if ok or not args.check else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
