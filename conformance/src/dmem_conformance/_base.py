@@ -130,12 +130,17 @@ class SuiteBase:
             yield bridge
 
     @pytest.fixture
-    def dmem_settings(self, request: pytest.FixtureRequest) -> settings:
+    def dmem_profile(self, request: pytest.FixtureRequest) -> str:
+        """The Hypothesis profile name: --dmem-profile, DMEM_HYPOTHESIS_PROFILE, or ci."""
         try:
             option = request.config.getoption("dmem_profile")
         except ValueError:  # the pytest plugin is not loaded
             option = None
-        return profile_settings(selected_profile(option))
+        return selected_profile(option)
+
+    @pytest.fixture
+    def dmem_settings(self, dmem_profile: str) -> settings:
+        return profile_settings(dmem_profile)
 
     @pytest.fixture
     def dmem_namespace(self) -> str:

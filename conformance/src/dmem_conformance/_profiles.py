@@ -35,8 +35,14 @@ _SPECS: dict[str, dict[str, object]] = {
 }
 
 
-def profile_settings(name: str) -> settings:
-    """A fresh settings object of profile ``name`` (``ci`` or ``thorough``)."""
+def profile_settings(name: str, *, stateful: bool = False) -> settings:
+    """A fresh settings object of profile ``name`` (``ci`` or ``thorough``).
+
+    ``stateful``: for the state machine. Under ``ci`` it does not shrink a
+    failure: replaying a run repeats its real ttl sleeps, so shrinking could
+    take minutes on a network backend. The failing run is still printed step
+    by step; rerun with ``thorough`` for a minimal one.
+    """
     if name not in _SPECS:
         raise ValueError(
             f"unknown dmem Hypothesis profile {name!r}; choose from {', '.join(PROFILE_NAMES)}"
@@ -48,7 +54,7 @@ def profile_settings(name: str) -> settings:
         derandomize=bool(spec["derandomize"]),
         # Backends answer over the network: a per-example deadline only measures the machine.
         deadline=None,
-        phases=tuple(Phase),
+        phases=tuple(p for p in Phase if not (stateful and name == "ci" and p is Phase.shrink)),
         verbosity=Verbosity.normal,
         report_multiple_bugs=False,
         print_blob=name == "ci",

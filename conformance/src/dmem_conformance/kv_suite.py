@@ -26,6 +26,7 @@ from ._kv_lifecycle import LifecycleTests
 from ._kv_listing import ListingTests
 from ._kv_values import ValueTests
 from ._marks import clause
+from ._profiles import profile_settings
 from .stateful import run_kv_state_machine
 
 __all__ = ["KVSuite"]
@@ -38,9 +39,9 @@ class KVSuite(ValueTests, ExpiryTests, ListingTests, LifecycleTests):
 
     @clause("model.state-machine")
     def test_state_machine(
-        self, dmem_bridge: LoopBridge, dmem_settings: settings, store: dmem.Store
+        self, dmem_bridge: LoopBridge, dmem_settings: settings, store: dmem.Store, dmem_profile: str
     ) -> None:
-        run_kv_state_machine(store, dmem_bridge, dmem_settings)
+        run_kv_state_machine(store, dmem_bridge, profile_settings(dmem_profile, stateful=True))
 
     @clause("suite.guard")
     async def test_suite_tests_not_overridden(self) -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from ._report import ClauseResults
 
-__all__ = ["main"]
+__all__ = ["main", "run_pytest"]
 
 
 class _Collector:
@@ -37,20 +37,23 @@ class _Collector:
         self.collected = len(session.items)
 
 
-def main(url: str, profile: str = "ci", pytest_args: Sequence[str] = ()) -> int:
-    """Run the conformance suite against ``url``; print the clause table; return the exit code."""
-    if profile not in ("ci", "thorough"):
-        print(f"unknown profile {profile!r}; choose from ci, thorough")
-        return 4
+def run_pytest(args: Sequence[str], *, rootdir: str | None = None) -> tuple[int, ClauseResults]:
+    """Run pytest in-process on ``args``, isolated from the current directory's configuration.
+
+    ``rootdir`` (default: this package's directory) only shapes the test ids shown.
+
+    Returns pytest's exit code and the clause results of every suite test that ran.
+    """
     collector = _Collector()
     with tempfile.TemporaryDirectory(prefix="dmem-conformance-") as tmp:
         ini = Path(tmp) / "pytest.ini"
         ini.write_text("[pytest]\n", encoding="utf-8")
-        args = [
+        full = [
             "-c",
             str(ini),
             "--rootdir",
-            tmp,
+            rootdir or str(Path(__file__).parent),
+            "--import-mode=importlib",
             "-p",
             "no:cacheprovider",
             # The suite runs its own event loops; pytest-asyncio is not needed here.
@@ -58,29 +61,33 @@ def main(url: str, profile: str = "ci", pytest_args: Sequence[str] = ()) -> int:
             "no:asyncio",
             "-W",
             "ignore::pytest.PytestAssertRewriteWarning",
-            "--dmem-url",
-            url,
-            "--dmem-profile",
-            profile,
             "-q",
             "--tb=short",
             "-rfE",
-            *pytest_args,
+            *args,
         ]
         if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
-            args[:0] = ["-p", "dmem_conformance.pytest_plugin"]
-        code = int(pytest.main(args, plugins=[collector]))
+            full[:0] = ["-p", "dmem_conformance.pytest_plugin"]
+        code = int(pytest.main(full, plugins=[collector]))
+    if code == 0 and collector.collected == 0:
+        code = int(pytest.ExitCode.NO_TESTS_COLLECTED)
+    if code == 0 and collector.results.failed:
+        code = int(pytest.ExitCode.TESTS_FAILED)
+    return code, collector.results
+
+
+def main(url: str, profile: str = "ci", pytest_args: Sequence[str] = ()) -> int:
+    """Run the conformance suite against ``url``; print the clause table; return the exit code."""
+    if profile not in ("ci", "thorough"):
+        print(f"unknown profile {profile!r}; choose from ci, thorough")
+        return int(pytest.ExitCode.USAGE_ERROR)
+    code, results = run_pytest(["--dmem-url", url, "--dmem-profile", profile, *pytest_args])
     from dmem import redact_url
 
-    title = f"dmem conformance: {redact_url(url)} (profile {profile})"
     print()
-    print(collector.results.table(title=title))
-    if code == 0 and collector.collected == 0:
-        return 5
-    if collector.results.failed and code == 0:
-        return 1
+    print(results.table(title=f"dmem conformance: {redact_url(url)} (profile {profile})"))
     return code
 
 
-if __name__ == "__main__":  # pragma: no cover - python -m dmem_conformance.runner URL
+if __name__ == "__main__":  # pragma: no cover - python -m dmem_conformance.runner URL [PROFILE]
     raise SystemExit(main(sys.argv[1], *(sys.argv[2:3] or ["ci"])))

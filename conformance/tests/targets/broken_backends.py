@@ -1,0 +1,475 @@
+"""Deliberately broken backends: the memory backend with ONE contract bug each.
+
+Not a test module of the outer run (its name does not match ``test_*.py``):
+``test_selftest.py`` runs KVSuite on it in-process, once per bug, choosing the
+bug with ``DMEM_SELFTEST_BUG``, and checks that the suite fails the right clause.
+Bugs are injected at the provider level (bytes), below the Store facade, since
+the facade already prevents what it validates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, ClassVar
+
+import dmem
+import dmem_conformance
+import pytest
+from dmem import KVProvider, Pattern, Wrapper, compile_pattern
+from dmem.backends.memory import MemoryProvider
+
+ENV = "DMEM_SELFTEST_BUG"
+_ALL = compile_pattern("*")
+
+
+def _glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+
+
+class Correct(Wrapper):
+    """The control: forwards everything, so the suite must pass."""
+
+
+class EmptyStringMissing(Correct):
+    """ "" reads back as missing."""
+
+    async def get(self, key: str) -> bytes | None:
+        data = await self.inner.get(key)
+        return None if data == b'""' else data
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        found = await self.inner.get_many(keys)
+        return {k: v for k, v in found.items() if v != b'""'}
+
+
+class NxIgnoredWithTtl(Correct):
+    """if_not_exists is ignored when a ttl is given."""
+
+    async def set(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> bool:
+        nx = if_not_exists and ttl_ms is None
+        return await self.inner.set(key, value, ttl_ms=ttl_ms, if_not_exists=nx, tags=tags)
+
+
+class TtlNeverExpires(Correct):
+    """Keys never expire (ttl is dropped on write and by expire)."""
+
+    async def set(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> bool:
+        return await self.inner.set(key, value, ttl_ms=None, if_not_exists=if_not_exists, tags=tags)
+
+    async def set_many(
+        self,
+        items: Sequence[tuple[str, bytes]],
+        *,
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> int:
+        return await self.inner.set_many(items, ttl_ms=None, if_not_exists=if_not_exists, tags=tags)
+
+    async def expire(self, key: str, ttl_ms: int) -> bool:
+        return await self.inner.exists(key)
+
+
+class QuestionMarkMatchesZero(Correct):
+    """``?`` matches zero or one character (filters with its own, wrong, matcher)."""
+
+    @staticmethod
+    def _wrong(pattern: Pattern) -> re.Pattern[str]:
+        regex = pattern._regex.pattern  # the core's regex: '?' became an unescaped '.'
+        return re.compile(re.sub(r"(?<!\\)\.(?!\*)", ".?", regex), re.DOTALL)
+
+    async def scan(self, pattern: Pattern) -> AsyncIterator[tuple[str, bytes]]:  # type: ignore[override]
+        wrong = self._wrong(pattern)
+        async for key, value in self.inner.scan(_ALL):
+            if wrong.fullmatch(key):
+                yield key, value
+
+    async def keys(self, pattern: Pattern) -> list[str]:
+        return [key async for key, _ in self.scan(pattern)]
+
+    async def count(self, pattern: Pattern) -> int:
+        return len(await self.keys(pattern))
+
+
+class TagsLeftAfterDelete(Correct):
+    """A stale tag index: deleted keys are still found by their old tags."""
+
+    ghosts: ClassVar[dict[tuple[str, str], dict[str, dict[str, str]]]] = {}
+
+    def _mine(self) -> dict[str, dict[str, str]]:
+        return self.ghosts.setdefault((id(type(self)), self.namespace), {})  # type: ignore[arg-type]
+
+    async def delete(self, key: str) -> bool:
+        if await self.inner.exists(key):
+            self._mine()[key] = await self.inner.get_tags(key)
+        return await self.inner.delete(key)
+
+    async def delete_many(self, keys: Sequence[str]) -> int:
+        return sum([await self.delete(key) for key in keys])
+
+    async def find_by_tag(self, name: str, value: str) -> list[str]:
+        found = await self.inner.find_by_tag(name, value)
+        stale = [k for k, tags in self._mine().items() if tags.get(name) == value]
+        return list(dict.fromkeys([*found, *stale]))
+
+
+class BookkeepingListed(Correct):
+    """The tag index lives in the keyspace and shows in keys/scan/count."""
+
+    async def set(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> bool:
+        written = await self.inner.set(
+            key, value, ttl_ms=ttl_ms, if_not_exists=if_not_exists, tags=tags
+        )
+        if written and tags:
+            await self.inner.set(
+                f"__tags__:{key}", b"{}", ttl_ms=None, if_not_exists=False, tags={}
+            )
+        return written
+
+
+class _RawKeyspace(Correct):
+    """Namespaces as raw key prefixes in one shared keyspace (``sep`` between them)."""
+
+    sep = "\x00"
+
+    def __init__(self, inner: KVProvider, namespace: str) -> None:
+        super().__init__(inner)
+        self._ns = namespace
+        self._prefix = namespace + self.sep
+
+    @property
+    def namespace(self) -> str:
+        return self._ns
+
+    def _raw(self, key: str) -> str:
+        return self._prefix + key
+
+    def _own(self, raw: str) -> str | None:
+        return raw[len(self._prefix) :] if raw.startswith(self._prefix) else None
+
+    async def get(self, key: str) -> bytes | None:
+        return await self.inner.get(self._raw(key))
+
+    async def get_entry(self, key: str) -> Any:
+        return await self.inner.get_entry(self._raw(key))
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        found = await self.inner.get_many([self._raw(k) for k in keys])
+        return {k: found[self._raw(k)] for k in keys if self._raw(k) in found}
+
+    async def exists(self, key: str) -> bool:
+        return await self.inner.exists(self._raw(key))
+
+    async def set(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> bool:
+        return await self.inner.set(
+            self._raw(key), value, ttl_ms=ttl_ms, if_not_exists=if_not_exists, tags=tags
+        )
+
+    async def set_many(
+        self,
+        items: Sequence[tuple[str, bytes]],
+        *,
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> int:
+        raw = [(self._raw(k), v) for k, v in items]
+        return await self.inner.set_many(raw, ttl_ms=ttl_ms, if_not_exists=if_not_exists, tags=tags)
+
+    async def delete(self, key: str) -> bool:
+        return await self.inner.delete(self._raw(key))
+
+    async def delete_many(self, keys: Sequence[str]) -> int:
+        return await self.inner.delete_many([self._raw(k) for k in keys])
+
+    async def scan(self, pattern: Pattern) -> AsyncIterator[tuple[str, bytes]]:  # type: ignore[override]
+        async for raw, value in self.inner.scan(compile_pattern(_glob_escape(self._ns) + "*")):
+            key = self._own(raw)
+            if key is not None and pattern.matches(key):
+                yield key, value
+
+    async def keys(self, pattern: Pattern) -> list[str]:
+        return [key async for key, _ in self.scan(pattern)]
+
+    async def count(self, pattern: Pattern) -> int:
+        return len(await self.keys(pattern))
+
+    async def clear(self) -> int:
+        return await self.inner.delete_many([self._raw(k) for k in await self.keys(_ALL)])
+
+    async def find_by_tag(self, name: str, value: str) -> list[str]:
+        found = [self._own(raw) for raw in await self.inner.find_by_tag(name, value)]
+        return [key for key in found if key is not None]
+
+    async def get_tags(self, key: str) -> dict[str, str]:
+        return await self.inner.get_tags(self._raw(key))
+
+    async def expire(self, key: str, ttl_ms: int) -> bool:
+        return await self.inner.expire(self._raw(key), ttl_ms)
+
+    async def persist(self, key: str) -> bool:
+        return await self.inner.persist(self._raw(key))
+
+    async def ttl(self, key: str) -> float | None:
+        return await self.inner.ttl(self._raw(key))
+
+
+class NamespacePrefixLeak(_RawKeyspace):
+    """Raw key = namespace + key with no separator: namespace "a" sees "ab"'s keys."""
+
+    sep = ""
+
+
+class ClearCrossesNamespaces(_RawKeyspace):
+    """clear() empties the whole shared keyspace, every namespace."""
+
+    async def clear(self) -> int:
+        mine = await self.count(_ALL)
+        await self.inner.clear()
+        return mine
+
+
+class GetManyReturnsExpired(Correct):
+    """get_many still returns keys whose ttl has passed (a stale read cache)."""
+
+    async def set(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> bool:
+        written = await self.inner.set(
+            key, value, ttl_ms=ttl_ms, if_not_exists=if_not_exists, tags=tags
+        )
+        self._stale()[key] = value
+        return written
+
+    async def set_many(
+        self,
+        items: Sequence[tuple[str, bytes]],
+        *,
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> int:
+        return sum(
+            [
+                await self.set(k, v, ttl_ms=ttl_ms, if_not_exists=if_not_exists, tags=tags)
+                for k, v in items
+            ]
+        )
+
+    def _stale(self) -> dict[str, bytes]:
+        if not hasattr(self, "_cache"):
+            self._cache: dict[str, bytes] = {}
+        return self._cache
+
+    async def delete(self, key: str) -> bool:
+        self._stale().pop(key, None)
+        return await self.inner.delete(key)
+
+    async def clear(self) -> int:
+        self._stale().clear()
+        return await self.inner.clear()
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        found = await self.inner.get_many(keys)
+        for key in keys:
+            if key not in found and key in self._stale():
+                found[key] = self._stale()[key]
+        return found
+
+
+class CountOffByOne(Correct):
+    """count() is one too high whenever something matches."""
+
+    async def count(self, pattern: Pattern) -> int:
+        n = await self.inner.count(pattern)
+        return n + 1 if n else 0
+
+
+class PersistKeepsExpiry(Correct):
+    """persist() says True but leaves the expiry in place."""
+
+    async def persist(self, key: str) -> bool:
+        return await self.inner.exists(key)
+
+
+class SetKeepsOldTags(Correct):
+    """set() without tags keeps the key's old tags."""
+
+    async def set(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> bool:
+        if not tags and await self.inner.exists(key):
+            tags = await self.inner.get_tags(key)
+        return await self.inner.set(
+            key, value, ttl_ms=ttl_ms, if_not_exists=if_not_exists, tags=tags
+        )
+
+
+class DeleteAlwaysTrue(Correct):
+    """delete() returns True even for a missing key."""
+
+    async def delete(self, key: str) -> bool:
+        await self.inner.delete(key)
+        return True
+
+
+class ScanDuplicates(Correct):
+    """scan() yields the first matching key twice."""
+
+    async def scan(self, pattern: Pattern) -> AsyncIterator[tuple[str, bytes]]:  # type: ignore[override]
+        first = True
+        async for key, value in self.inner.scan(pattern):
+            yield key, value
+            if first:
+                first = False
+                yield key, value
+
+
+class NxRace(Correct):
+    """if_not_exists as check-then-set with an await in between: not atomic."""
+
+    async def set(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> bool:
+        if if_not_exists:
+            if await self.inner.exists(key):
+                return False
+            await asyncio.sleep(0)
+        return await self.inner.set(key, value, ttl_ms=ttl_ms, if_not_exists=False, tags=tags)
+
+
+class TtlInMilliseconds(Correct):
+    """ttl() reports milliseconds instead of seconds."""
+
+    async def ttl(self, key: str) -> float | None:
+        left = await self.inner.ttl(key)
+        return None if left is None else left * 1000
+
+
+class ScanLoadsEverything(Correct):
+    """scan() copies every value into a list before yielding: not streaming."""
+
+    async def scan(self, pattern: Pattern) -> AsyncIterator[tuple[str, bytes]]:  # type: ignore[override]
+        rows = [(k, bytes(bytearray(v))) async for k, v in self.inner.scan(pattern)]
+        for row in rows:
+            yield row
+
+
+class KeysCaseInsensitive(Correct):
+    """Keys are folded to lower case."""
+
+    async def get(self, key: str) -> bytes | None:
+        return await self.inner.get(key.lower())
+
+    async def set(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> bool:
+        return await self.inner.set(
+            key.lower(), value, ttl_ms=ttl_ms, if_not_exists=if_not_exists, tags=tags
+        )
+
+
+BUGS: dict[str, type[Correct]] = {
+    "correct": Correct,
+    "empty-string-missing": EmptyStringMissing,
+    "nx-ignored-with-ttl": NxIgnoredWithTtl,
+    "ttl-never-expires": TtlNeverExpires,
+    "question-mark-matches-zero": QuestionMarkMatchesZero,
+    "tags-left-after-delete": TagsLeftAfterDelete,
+    "bookkeeping-listed": BookkeepingListed,
+    "namespace-prefix-leak": NamespacePrefixLeak,
+    "clear-crosses-namespaces": ClearCrossesNamespaces,
+    "get-many-returns-expired": GetManyReturnsExpired,
+    "count-off-by-one": CountOffByOne,
+    "persist-keeps-expiry": PersistKeepsExpiry,
+    "set-keeps-old-tags": SetKeepsOldTags,
+    "delete-always-true": DeleteAlwaysTrue,
+    "scan-duplicates": ScanDuplicates,
+    "nx-race": NxRace,
+    "ttl-in-milliseconds": TtlInMilliseconds,
+    "scan-loads-everything": ScanLoadsEverything,
+    "keys-case-insensitive": KeysCaseInsensitive,
+}
+
+
+def make_provider(kind: str, namespace: str) -> KVProvider:
+    bug = BUGS[kind]
+    shared = f"selftest-{kind}"
+    if issubclass(bug, _RawKeyspace):
+        # One keyspace for every namespace; the wrapper does the namespacing (badly).
+        return bug(MemoryProvider(namespace="", shared_name=shared), namespace)
+    return bug(MemoryProvider(namespace=namespace, shared_name=shared))
+
+
+class TestBrokenBackend(dmem_conformance.KVSuite):
+    lacks: ClassVar[dict[str, str]] = {"unreachable": "in-process test subject"}
+
+    @pytest.fixture
+    def store_factory(self) -> dmem_conformance.StoreFactory:
+        kind = os.environ.get(ENV, "correct")
+
+        async def factory(namespace: str, *, middleware: Sequence[Any] = ()) -> dmem.Store:
+            store = dmem.Store(make_provider(kind, namespace), middleware=middleware)
+            await store.initialize()
+            return store
+
+        return factory
