@@ -42,6 +42,7 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="fewer rounds, for a smoke run")
     parser.add_argument("--synchronous", choices=("full", "normal"), default="normal")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-sqlite", action="store_true")
     return parser.parse_args()
 
 
@@ -224,7 +225,8 @@ def main() -> int:
     args = _args()
     benches: list[Bench] = []
     with tempfile.TemporaryDirectory(prefix="dmem-bench-") as tmp:
-        benches.append(asyncio.run(bench_sqlite(args, Path(tmp))))
+        if not args.no_sqlite:
+            benches.append(asyncio.run(bench_sqlite(args, Path(tmp))))
         if not args.no_postgres:
             url = os.environ.get("DMEM_TEST_POSTGRES_URL")
             server = None

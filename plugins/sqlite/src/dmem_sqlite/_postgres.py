@@ -1,10 +1,9 @@
 """``PostgresProvider``: the contract on PostgreSQL, through an asyncpg pool.
 
-Every call is one statement on one pooled connection: asyncpg prepares it once
-per connection and caches it, so a call is a single round trip (no BEGIN/COMMIT:
-writes and their tag changes are data-modifying CTEs of one statement, atomic by
-themselves). The pool does not reset connections on release (we never change
-session state), which would cost another round trip per call.
+Every call is one statement on one pooled connection (``_pgpool``): asyncpg
+prepares it once per connection and caches it, so a call is a single round trip
+(no BEGIN/COMMIT: writes and their tag changes are data-modifying CTEs of one
+statement, atomic by themselves).
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -40,6 +39,7 @@ from ._common import (
 )
 from ._config import PostgresConfig
 from ._pg_sql import PostgresStatements
+from ._pgpool import ConnectionPool
 
 __all__ = ["PostgresProvider"]
 
@@ -66,10 +66,6 @@ def _statements(table: str) -> PostgresStatements:
     return PostgresStatements(table)
 
 
-async def _no_reset(conn: asyncpg.Connection) -> None:
-    """Pool release hook: nothing to reset (the default costs a round trip per call)."""
-
-
 class PostgresProvider:
     """A key-value provider on PostgreSQL (asyncpg pool)."""
 
@@ -79,7 +75,7 @@ class PostgresProvider:
         self.namespace = config.namespace
         self._config = config
         self._sql = _statements(config.table)
-        self._pool: asyncpg.Pool | None = None
+        self._pool: ConnectionPool | None = None
         self._timeout = config.timeout
         self._next_purge = 0.0
         self._purge_task: asyncio.Task[None] | None = None
@@ -104,33 +100,31 @@ class PostgresProvider:
         return mapped
 
     # --- lifecycle -------------------------------------------------------------------------
-    async def initialize(self) -> None:
+    async def _connect(self) -> asyncpg.Connection:
         config = self._config
-        try:
-            pool = await asyncio.wait_for(
-                asyncpg.create_pool(
-                    config.dsn,
-                    min_size=1,
-                    max_size=config.pool_size,
-                    timeout=config.timeout,
-                    command_timeout=config.command_timeout,
-                    reset=_no_reset,
-                ),
-                config.timeout,
-            )
-        except BaseException as exc:
-            raise self._error(exc) from exc
-        self._pool = pool
-        try:
-            await self._setup(pool)
-        except BaseException as exc:
-            self._pool = None
-            pool.terminate()
-            raise self._error(exc) from exc
+        return await asyncpg.connect(
+            config.dsn, timeout=config.timeout, command_timeout=config.command_timeout
+        )
 
-    async def _setup(self, pool: asyncpg.Pool) -> None:
+    async def initialize(self) -> None:
+        pool = ConnectionPool(self._connect, size=self._config.pool_size, timeout=self._timeout)
+        try:
+            conn = await pool.acquire()  # reachable, or ProviderUnavailableError in time
+        except BaseException as exc:
+            await pool.close()
+            raise self._error(exc) from exc
+        try:
+            await self._setup(conn)
+        except BaseException as exc:
+            pool.release(conn, broken=True)
+            await pool.close()
+            raise self._error(exc) from exc
+        pool.release(conn)
+        self._pool = pool
+
+    async def _setup(self, conn: asyncpg.Connection) -> None:
         sql = self._sql
-        async with pool.acquire(timeout=self._timeout) as conn, conn.transaction():
+        async with conn.transaction():
             # Two processes creating the tables at once would collide on the catalogs;
             # a transaction-scoped advisory lock keyed on the table name serializes them.
             await conn.execute(
@@ -153,53 +147,48 @@ class PostgresProvider:
             await asyncio.gather(task, return_exceptions=True)
         pool, self._pool = self._pool, None
         if pool is not None:
-            try:
-                await asyncio.wait_for(pool.close(), self._timeout)
-            except BaseException:  # noqa: BLE001 - a dead server must not make close hang
-                pool.terminate()
+            await pool.close()
 
-    def _p(self) -> asyncpg.Pool:
+    def _p(self) -> ConnectionPool:
         pool = self._pool
         if pool is None:
             raise NotInitializedError("the PostgreSQL provider is not initialized")
         return pool
 
     # --- one statement on one pooled connection ---------------------------------------------
-    async def _fetchrow(self, sql: str, *args: Any) -> Any:
+    async def _call(
+        self, method: Callable[..., Awaitable[Any]], sql: str, args: tuple[Any, ...]
+    ) -> Any:
+        pool = self._p()
         try:
-            async with self._p().acquire(timeout=self._timeout) as conn:
-                return await conn.fetchrow(sql, *args)
+            conn = await pool.acquire()
         except DmemError:
             raise
         except Exception as exc:
             raise self._error(exc) from exc
+        healthy = False
+        try:
+            result = await method(conn, sql, *args)
+            healthy = True
+            return result
+        except Exception as exc:
+            # A statement error leaves the connection usable; a network error does not.
+            healthy = not isinstance(exc, _UNAVAILABLE)
+            raise self._error(exc) from exc
+        finally:
+            pool.release(conn, broken=not healthy)
+
+    async def _fetchrow(self, sql: str, *args: Any) -> Any:
+        return await self._call(asyncpg.Connection.fetchrow, sql, args)
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
-        try:
-            async with self._p().acquire(timeout=self._timeout) as conn:
-                return list(await conn.fetch(sql, *args))
-        except DmemError:
-            raise
-        except Exception as exc:
-            raise self._error(exc) from exc
+        return list(await self._call(asyncpg.Connection.fetch, sql, args))
 
     async def _fetchval(self, sql: str, *args: Any) -> Any:
-        try:
-            async with self._p().acquire(timeout=self._timeout) as conn:
-                return await conn.fetchval(sql, *args)
-        except DmemError:
-            raise
-        except Exception as exc:
-            raise self._error(exc) from exc
+        return await self._call(asyncpg.Connection.fetchval, sql, args)
 
     async def _execute(self, sql: str, *args: Any) -> str:
-        try:
-            async with self._p().acquire(timeout=self._timeout) as conn:
-                return str(await conn.execute(sql, *args))
-        except DmemError:
-            raise
-        except Exception as exc:
-            raise self._error(exc) from exc
+        return str(await self._call(asyncpg.Connection.execute, sql, args))
 
     # --- expired rows --------------------------------------------------------------------
     def _after_write(self) -> None:
@@ -413,6 +402,6 @@ class PostgresProvider:
         details["server_version"] = version
         pool = self._pool
         if pool is not None:
-            details["pool_size"] = pool.get_size()
+            details["connections"] = pool.size
         latency = (time.perf_counter() - start) * 1000
         return HealthStatus("healthy", self.name, "ok", latency, details)
