@@ -25,15 +25,14 @@ from dmem_conformance._env import backend_missing
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _servers import RedisServer, free_port, have_redis, start_cluster, wait_for
-
-PASSWORD = "pw-Sekrit-7f3a9"  # asserted absent from every repr, message and health report
-
-
-def _require_redis() -> None:
-    reason = have_redis()
-    if reason:
-        backend_missing(reason)
+from redis_servers import (
+    PASSWORD,
+    RedisServer,
+    free_port,
+    require_redis,
+    start_cluster,
+    wait_for,
+)
 
 
 def _started(server: RedisServer) -> RedisServer:
@@ -50,7 +49,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     if os.environ.get("DMEM_TEST_REDIS_URL"):
         yield None
         return
-    _require_redis()
+    require_redis()
     workdir = tmp_path_factory.mktemp("redis")
     # Unix socket paths are limited to ~100 bytes; keep it short.
     sock = Path("/tmp") / f"dmem-redis-{os.getpid()}-{free_port()}.sock"
@@ -61,7 +60,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
             extra=["--unixsocket", str(sock), "--unixsocketperm", "700"],
         )
     )
-    server.socket_path = sock  # type: ignore[attr-defined]
+    server.socket_path = sock
     yield server
     server.stop()
     with contextlib.suppress(FileNotFoundError):
@@ -72,20 +71,21 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 def redis_url(redis_server: RedisServer | None) -> str:
     if redis_server is None:
         return os.environ["DMEM_TEST_REDIS_URL"]
-    return redis_server.url
+    url: str = redis_server.url
+    return url
 
 
 @pytest.fixture(scope="session")
 def redis_unix_url(redis_server: RedisServer | None) -> str:
     if redis_server is None:
         pytest.skip("unix socket test needs the fixture's own server")
-    return f"unix://:{PASSWORD}@{redis_server.socket_path}"  # type: ignore[attr-defined]
+    return f"unix://:{PASSWORD}@{redis_server.socket_path}"
 
 
 @pytest.fixture
 def restartable_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A server this test owns: kill() and start() it at will (same port, AOF kept)."""
-    _require_redis()
+    require_redis()
     server = _started(
         RedisServer(
             tmp_path / "restartable",
@@ -99,7 +99,7 @@ def restartable_redis(tmp_path: Path) -> Iterator[RedisServer]:
 @pytest.fixture(scope="session")
 def redis_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, Any]]]:
     """(url, options) of a TLS-only server whose certificates are generated here."""
-    _require_redis()
+    require_redis()
     trustme = pytest.importorskip("trustme")
     workdir = tmp_path_factory.mktemp("redis-tls")
     ca = trustme.CA()
@@ -132,7 +132,7 @@ def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     if os.environ.get("DMEM_TEST_REDIS_CLUSTER_URL"):
         yield os.environ["DMEM_TEST_REDIS_CLUSTER_URL"]
         return
-    _require_redis()
+    require_redis()
     try:
         servers = start_cluster(tmp_path_factory.mktemp("redis-cluster"))
     except Exception as exc:  # noqa: BLE001 - any bootstrap failure means "no cluster here"
@@ -144,7 +144,7 @@ def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
 
 @pytest.fixture(scope="session")
 def redis_sentinel_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    _require_redis()
+    require_redis()
     workdir = tmp_path_factory.mktemp("redis-sentinel")
     primary = _started(RedisServer(workdir / "primary", password=PASSWORD))
     port = free_port()

@@ -12,10 +12,9 @@ from pathlib import Path
 import dmem
 import pytest
 import redis.asyncio as aioredis
-from _servers import RedisServer, start_cluster
-from conftest import _require_redis
 from dmem_redis import RedisProvider
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis_servers import RedisServer, require_redis, start_cluster
 
 OPTIONS = {"timeout": 1.0, "connect_timeout": 1.0, "retries": 1, "retry_backoff_max": 0.2}
 
@@ -109,7 +108,7 @@ async def test_bucket_count_is_an_option(redis_cluster_url: str, buckets: str) -
 
 async def test_primary_dies_and_returns(tmp_path: Path) -> None:
     """Kill one primary of a cluster of our own: its keys fail fast, then recover."""
-    _require_redis()
+    require_redis()
     servers = start_cluster(tmp_path / "cluster", persistent=True)
     try:
         url = "redis+cluster://" + ",".join(f"127.0.0.1:{s.port}" for s in servers)

@@ -25,7 +25,7 @@ class _Chains:
 
     @pytest.fixture
     def unreachable_store_factory(self) -> dmem_conformance.StoreFactory:
-        from _servers import free_port
+        from redis_servers import free_port
 
         # A port nothing listens on: connections are refused at once.
         return dmem_conformance.url_factory(f"redis://127.0.0.1:{free_port()}/0", **_FAST)

@@ -6,7 +6,7 @@ from typing import Any
 
 import dmem
 import pytest
-from conftest import PASSWORD
+from redis_servers import PASSWORD
 
 
 async def _roundtrip(url: str, **options: Any) -> None:

@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator
 import dmem
 import pytest
 import redis.asyncio as aioredis
-from _servers import RedisServer
 from dmem_redis._layout import Layout, tag_suffix
+from redis_servers import RedisServer
 
 TIMEOUT = 1.0
 RETRIES = 1
@@ -179,9 +179,9 @@ async def test_scripts_reloaded_after_restart_without_persistence(tmp_path: obje
     """A restarted server forgets the script cache (and here its data): EVALSHA falls back."""
     from pathlib import Path
 
-    from conftest import _require_redis
+    from redis_servers import require_redis
 
-    _require_redis()
+    require_redis()
     server = RedisServer(Path(str(tmp_path)) / "noaof")
     server.start()
     try:

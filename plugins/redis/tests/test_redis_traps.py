@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator
 import dmem
 import pytest
 import redis.asyncio as aioredis
-from _servers import RedisServer
 from dmem_redis import RedisProvider
+from redis_servers import RedisServer
 
 
 def _ns() -> str:
@@ -296,7 +296,7 @@ async def test_get_is_one_get(restartable_redis: RedisServer) -> None:
 
 # --- secrets ----------------------------------------------------------------------------------
 async def test_password_never_shown(redis_server: RedisServer | None) -> None:
-    from conftest import PASSWORD
+    from redis_servers import PASSWORD
 
     if redis_server is None:
         pytest.skip("needs the fixture's password-protected server")

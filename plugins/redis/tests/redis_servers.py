@@ -13,10 +13,20 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["RedisServer", "free_port", "have_redis", "start_cluster", "wait_for"]
+__all__ = [
+    "PASSWORD",
+    "RedisServer",
+    "free_port",
+    "have_redis",
+    "require_redis",
+    "start_cluster",
+    "wait_for",
+]
+
+PASSWORD = "pw-Sekrit-7f3a9"  # asserted absent from every repr, message and health report
 
 
 def have_redis() -> str | None:
@@ -36,6 +46,15 @@ def _bindable(port: int) -> bool:
     return True
 
 
+def require_redis() -> None:
+    """Skip (or fail under DMEM_REQUIRE_BACKENDS=1) when redis-server is not installed."""
+    from dmem_conformance._env import backend_missing
+
+    reason = have_redis()
+    if reason:
+        backend_missing(reason)
+
+
 def free_port(*, cluster: bool = False) -> int:
     """A free loopback port; for a cluster node also its bus port (+10000), so <= 55535."""
     if not cluster:
@@ -49,10 +68,10 @@ def free_port(*, cluster: bool = False) -> int:
     raise RuntimeError("no free port pair for a cluster node")
 
 
-def wait_for(check: object, timeout: float, what: str) -> None:
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
+        if check():
             return
         time.sleep(0.05)
     raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
@@ -77,6 +96,7 @@ class RedisServer:
         self.tls = tls
         self.password = password
         self.process: subprocess.Popen[bytes] | None = None
+        self.socket_path: Path | None = None
         self.log = workdir / "redis.log"
 
     def args(self) -> list[str]:
