@@ -1,10 +1,11 @@
 """Connecting to Chroma, running its synchronous client off the event loop, mapping errors.
 
 One :class:`ChromaConnection` per provider. Every Chroma call goes through
-:meth:`ChromaConnection.run`: it runs in a worker thread (``asyncio.to_thread``)
-so the event loop stays free, is bounded by the configured ``timeout``
-(``ProviderUnavailableError`` when it passes, never a hang), and turns Chroma's
-exceptions into dmem errors (``chromadb.*`` never escapes raw).
+:meth:`ChromaConnection.run`: it runs in a worker thread (one shared thread for
+the in-process client, the default pool for HTTP) so the event loop stays free,
+is bounded by the configured ``timeout`` (``ProviderUnavailableError`` when it
+passes, never a hang), and turns Chroma's exceptions into dmem errors
+(``chromadb.*`` never escapes raw).
 
 Writes that must not interleave (read-modify-write such as ``if_not_exists``)
 take :meth:`ChromaConnection.lock`: one ``threading.Lock`` per collection per
@@ -14,9 +15,11 @@ process, shared by every provider of this process on that collection.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -128,6 +131,23 @@ def parse_config(url: str, options: dict[str, Any]) -> ChromaConfig:
     return ChromaConfig(mode="ephemeral", **common)
 
 
+_EMBEDDED_EXECUTOR: ThreadPoolExecutor | None = None
+
+
+def _embedded_executor() -> ThreadPoolExecutor:
+    """One worker thread for every in-process Chroma call of this process.
+
+    The embedded client's Rust core holds the GIL while it works, so more threads
+    would not run in parallel; one warm thread makes each hop cheaper (measured
+    ~45 us against ~65 us through the default pool).
+    """
+    global _EMBEDDED_EXECUTOR
+    with _LOCKS_GUARD:
+        if _EMBEDDED_EXECUTOR is None:
+            _EMBEDDED_EXECUTOR = ThreadPoolExecutor(1, thread_name_prefix="dmem-chroma")
+        return _EMBEDDED_EXECUTOR
+
+
 def _lock_for(key: tuple[str, ...]) -> threading.Lock:
     with _LOCKS_GUARD:
         lock = _LOCKS.get(key)
@@ -185,7 +205,13 @@ class ChromaConnection:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in a worker thread, within the timeout, with errors mapped."""
         try:
-            return await asyncio.wait_for(asyncio.to_thread(fn, *args), timeout=self.config.timeout)
+            if self.config.mode == "http":  # network-bound: the default pool, calls overlap
+                call: Awaitable[T] = asyncio.to_thread(fn, *args)
+            else:
+                call = asyncio.get_running_loop().run_in_executor(
+                    _embedded_executor(), functools.partial(fn, *args)
+                )
+            return await asyncio.wait_for(call, timeout=self.config.timeout)
         except asyncio.TimeoutError:
             raise ProviderUnavailableError(
                 f"{self.config.where} did not answer within {self.config.timeout:g} s"
