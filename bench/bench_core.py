@@ -18,9 +18,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import dmem  # noqa: E402
-from bench._harness import Bench, Row, parse_args  # noqa: E402
-from dmem.middleware import Compression  # noqa: E402
+import dmem
+from dmem.middleware import Compression
+
+from bench._harness import Bench, Row, parse_args
 
 
 def _agent_json(size: int) -> dict[str, Any]:
@@ -74,7 +75,13 @@ async def main() -> bool:
 
     document = _agent_json(10_000)
     encoded = dmem.encode(document)
-    for algorithm, level in (("zlib", None), ("zlib", 1), ("zstd", None), ("zstd", 1), ("lz4", None)):
+    for algorithm, level in (
+        ("zlib", None),
+        ("zlib", 1),
+        ("zstd", None),
+        ("zstd", 1),
+        ("lz4", None),
+    ):
         spec = Compression(algorithm=algorithm, level=level, threshold=0)
         provider = spec.wrap(dmem.backends.MemoryProvider())
         packed = provider.pack(encoded)  # type: ignore[attr-defined]

@@ -24,7 +24,8 @@ NOTES = {
 
 
 async def main(data_dir: Path) -> dict[str, object]:
-    data_dir.mkdir(parents=True, exist_ok=True)
+    # A one-off directory creation; off the loop all the same, as async code should be.
+    await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
     memory = MemorySystem(
         kv=f"sqlite:///{data_dir / 'kv.db'}",
         vector=f"chroma:///{data_dir / 'chroma'}",

@@ -74,7 +74,7 @@ def test_builtins_are_listed() -> None:
         check=True,
     )
     builtins = next(p for p in json.loads(out.stdout) if p["name"] == "builtins")
-    assert builtins["providers"] == ["memory (kv: memory)"]
+    assert builtins["providers"] == ["memory (kv: memory)", "memory-vector (vector: memory)"]
     assert builtins["middleware"] == ["cache", "compression"]
     assert builtins["error"] is None
 
