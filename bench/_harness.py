@@ -32,6 +32,7 @@ class Row:
     reference_ops: float
     items_per_op: int
     target: float | None
+    unit: str | None = None  # printed instead of ops/s or items/s (e.g. "MB/s")
 
     @property
     def ratio(self) -> float:
@@ -108,7 +109,7 @@ class Bench:
         print("| --- | ---: | --- | ---: | ---: | ---: | --- |")
         ok = True
         for row in self.rows:
-            unit = "items/s" if row.items_per_op > 1 else "ops/s"
+            unit = row.unit or ("items/s" if row.items_per_op > 1 else "ops/s")
             target = "" if row.target is None else f">= {row.target:g}x"
             met = "" if row.met is None else ("yes" if row.met else "NO")
             ok = ok and row.met is not False
