@@ -8,6 +8,8 @@ Parameters are ``$1, $2 ...`` (asyncpg); the expected order is verified.
 
 from __future__ import annotations
 
+import itertools
+
 from sqlalchemy import (
     BigInteger,
     Integer,
@@ -63,28 +65,35 @@ class PostgresStatements:
             ("ns", "keys", "now"),
         )
 
-        # --- writes: rows from arrays, tags rewritten in the same statement ---
+        # --- writes: tags rewritten in the same statement ---
         names = bindparam("names", type_=ARRAY(Text))
 
-        def write(if_not_exists: bool) -> Stmt:
-            rows = (
-                func.unnest(
-                    bindparam("keys", type_=ARRAY(Text)),
-                    bindparam("vals", type_=ARRAY(LargeBinary)),
+        def write(if_not_exists: bool, single: bool, tagged: bool) -> Stmt:
+            """The write statement for one shape of call.
+
+            ``single``: one row from scalar parameters (cheaper to plan and run than
+            ``unnest`` of arrays); else rows from ``keys``/``vals`` arrays. ``tagged``:
+            the new tags are inserted; untagged, the statement only drops old tag rows
+            (``names``/``tvals`` are not parameters then).
+            """
+            exp = bindparam("exp", type_=BigInteger)
+            tag_json = bindparam("tags", type_=Text)
+            columns = ["namespace", "key", "value", "expires_at", "tags"]
+            if single:
+                value = bindparam("value", type_=LargeBinary)
+                row = (ns, key, value, exp, tag_json)
+                ins = insert(t.kv).values(dict(zip(columns, row, strict=True)))
+            else:
+                rows = (
+                    func.unnest(
+                        bindparam("keys", type_=ARRAY(Text)),
+                        bindparam("vals", type_=ARRAY(LargeBinary)),
+                    )
+                    .table_valued("k", "v")
+                    .render_derived(name="rows")
                 )
-                .table_valued("k", "v")
-                .render_derived(name="rows")
-            )
-            picked = select(
-                ns,
-                rows.c.k,
-                rows.c.v,
-                bindparam("exp", type_=BigInteger),
-                bindparam("tags", type_=Text),
-            ).select_from(rows)
-            ins = insert(t.kv).from_select(
-                ["namespace", "key", "value", "expires_at", "tags"], picked
-            )
+                picked = select(ns, rows.c.k, rows.c.v, exp, tag_json).select_from(rows)
+                ins = insert(t.kv).from_select(columns, picked)
             # if_not_exists: an expired row counts as absent; the database decides inside
             # the statement (row lock on conflict), never read-then-write.
             upsert = ins.on_conflict_do_update(
@@ -99,35 +108,41 @@ class PostgresStatements:
                 else None,
             )
             written = upsert.returning(t.kv.c.key).cte("written")
-            drop_old = (
-                delete(t.tags)
-                .where(
-                    tags.namespace == ns, tags.key == written.c.key, not_(tags.name == any_(names))
+            stale = [tags.namespace == ns, tags.key == written.c.key]
+            if tagged:  # names being rewritten below need no delete
+                stale.append(not_(tags.name == any_(names)))
+            drop_old = delete(t.tags).where(*stale).cte("drop_old")
+            ctes = [drop_old]
+            if tagged:
+                new = (
+                    func.unnest(names, bindparam("tvals", type_=ARRAY(Text)))
+                    .table_valued("name", "value")
+                    .render_derived(name="new")
                 )
-                .cte("drop_old")
+                add = insert(t.tags).from_select(
+                    ["namespace", "key", "name", "value"],
+                    select(ns, written.c.key, new.c.name, new.c.value).select_from(
+                        written.join(new, true())
+                    ),
+                )
+                ctes.append(
+                    add.on_conflict_do_update(
+                        index_elements=[tags.namespace, tags.key, tags.name],
+                        set_={"value": add.excluded.value},
+                    ).cte("add_new")
+                )
+            final = select(func.count()).select_from(written).add_cte(*ctes)
+            expect: tuple[str, ...] = (
+                ("ns", "key", "value", "exp", "tags")
+                if single
+                else ("ns", "exp", "tags", "keys", "vals")
             )
-            new = (
-                func.unnest(names, bindparam("tvals", type_=ARRAY(Text)))
-                .table_valued("name", "value")
-                .render_derived(name="new")
-            )
-            add = insert(t.tags).from_select(
-                ["namespace", "key", "name", "value"],
-                select(ns, written.c.key, new.c.name, new.c.value).select_from(
-                    written.join(new, true())
-                ),
-            )
-            add_new = add.on_conflict_do_update(
-                index_elements=[tags.namespace, tags.key, tags.name],
-                set_={"value": add.excluded.value},
-            ).cte("add_new")
-            final = select(func.count()).select_from(written).add_cte(drop_old, add_new)
-            expect: tuple[str, ...] = ("ns", "exp", "tags", "keys", "vals")
-            expect += ("now", "names", "tvals") if if_not_exists else ("names", "tvals")
+            expect += ("now",) if if_not_exists else ()
+            expect += ("names", "tvals") if tagged else ()
             return c(final, expect)
 
-        self.write = write(False)
-        self.write_nx = write(True)
+        # (if_not_exists, single, tagged) -> statement
+        self.writes = {shape: write(*shape) for shape in itertools.product((False, True), repeat=3)}
 
         # --- deletes ---
         gone = (

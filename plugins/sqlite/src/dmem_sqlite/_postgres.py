@@ -238,22 +238,29 @@ class PostgresProvider:
     # --- writes --------------------------------------------------------------------------
     async def _write(
         self,
-        keys: list[str],
-        blobs: list[bytes],
+        rows: tuple[str, bytes] | tuple[list[str], list[bytes]],
         ttl_ms: int | None,
         if_not_exists: bool,
         tags: Mapping[str, str],
     ) -> int:
+        """One write statement: ``rows`` is ``(key, value)`` or ``(keys, values)`` lists."""
         now = now_ms()
         exp = None if ttl_ms is None else now + ttl_ms
-        names, values = list(tags), list(tags.values())
-        ns, tag_json = self.namespace, dump_tags(tags)
+        single = isinstance(rows[0], str)
+        sql = self._sql.writes[if_not_exists, single, bool(tags)].sql
+        # Parameters in the statement's order (checked when it was compiled): the row comes
+        # before exp and tags in a single-row VALUES, after them in the unnest() form.
+        tag_json = dump_tags(tags)
+        args: list[Any] = (
+            [self.namespace, *rows, exp, tag_json]
+            if single
+            else [self.namespace, exp, tag_json, *rows]
+        )
         if if_not_exists:
-            sql = self._sql.write_nx.sql
-            written = await self._fetchval(sql, ns, exp, tag_json, keys, blobs, now, names, values)
-        else:
-            sql = self._sql.write.sql
-            written = await self._fetchval(sql, ns, exp, tag_json, keys, blobs, names, values)
+            args.append(now)
+        if tags:
+            args += [list(tags), list(tags.values())]
+        written = await self._fetchval(sql, *args)
         self._after_write()
         return int(written)
 
@@ -266,7 +273,7 @@ class PostgresProvider:
         if_not_exists: bool,
         tags: Mapping[str, str],
     ) -> bool:
-        return await self._write([key], [value], ttl_ms, if_not_exists, tags) > 0
+        return await self._write((key, value), ttl_ms, if_not_exists, tags) > 0
 
     async def set_many(
         self,
@@ -280,7 +287,7 @@ class PostgresProvider:
         ordered = sorted(items)
         keys = [key for key, _ in ordered]
         blobs = [value for _, value in ordered]
-        return await self._write(keys, blobs, ttl_ms, if_not_exists, tags)
+        return await self._write((keys, blobs), ttl_ms, if_not_exists, tags)
 
     async def delete(self, key: str) -> bool:
         return await self.delete_many([key]) > 0
