@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
+from importlib.metadata import requires
 from pathlib import Path
 
 import pytest
+from dmem._open import _missing_plugin_message
+from dmem._registry import EXTRA_FOR_SCHEME, Registry, registry
 
 GOOD_PLUGIN = """
 import dmem
@@ -118,3 +122,39 @@ def test_a_plugin_provider_is_usable_and_failures_are_named(site: Path) -> None:
     assert first == "1"
     assert "pip install 'dmem[redis]'" in second
     assert "broken_plugin (ImportError: broken on purpose)" in second
+
+
+def test_every_scheme_of_our_plugins_names_its_extra() -> None:
+    """PluginNotFoundError names the extra: every scheme our plugins register has one, and
+    that root extra really installs the plugin's distribution."""
+    ours = {"dmem-sqlite", "dmem-redis", "dmem-chroma"}
+    reg = registry()
+    loaded = {p.distribution for p in reg.plugins if p.error is None}
+    assert ours <= loaded, f"plugins not loaded: {ours - loaded}"
+    extras: dict[str, set[str]] = {}  # root extra -> distributions it installs
+    for requirement in requires("dmem") or []:
+        marker = re.search(r"extra == ['\"]([\w-]+)['\"]", requirement)
+        if marker:
+            name = re.split(r"[\[=<>~!;, ]", requirement, maxsplit=1)[0]
+            extras.setdefault(marker.group(1), set()).add(name)
+
+    checked = 0
+    for (_kind, scheme), spec in reg.providers.items():
+        plugin = next(
+            p for p in reg.plugins if any(s.startswith(f"{spec.name} (") for s in p.providers)
+        )
+        if plugin.distribution not in ours:
+            continue
+        assert scheme in EXTRA_FOR_SCHEME, f"{scheme}:// ({plugin.distribution}) has no extra"
+        extra = EXTRA_FOR_SCHEME[scheme]
+        assert plugin.distribution in extras.get(extra, set()), (scheme, extra, extras)
+        checked += 1
+    assert checked >= 13  # sqlite 4, redis 7, chroma 3 (kv) + 3 (vector)
+
+
+def test_missing_plugin_message_names_the_extra() -> None:
+    empty = Registry()
+    message = _missing_plugin_message(empty, "kv", "postgresql+asyncpg")
+    assert "pip install 'dmem[postgresql]'" in message
+    message = _missing_plugin_message(empty, "kv", "rediss+sentinel")
+    assert "pip install 'dmem[redis]'" in message

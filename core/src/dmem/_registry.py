@@ -96,17 +96,21 @@ class PluginInfo:
         }
 
 
-# Which root extra installs the plugin for a scheme, for PluginNotFoundError.
+# Which root extra installs the plugin for a scheme, for PluginNotFoundError. Every scheme
+# our plugins register must be here (tests/test_plugins.py checks it against the registry).
 EXTRA_FOR_SCHEME = {
     "redis": "redis",
     "rediss": "redis",
     "unix": "redis",
     "redis+sentinel": "redis",
+    "rediss+sentinel": "redis",
     "redis+cluster": "redis",
     "rediss+cluster": "redis",
     "sqlite": "sqlite",
-    "postgresql": "sqlite",
-    "postgres": "sqlite",
+    # dmem[postgresql] installs dmem-sqlite with asyncpg; dmem[sqlite] alone cannot connect.
+    "postgresql": "postgresql",
+    "postgres": "postgresql",
+    "postgresql+asyncpg": "postgresql",
     "chroma": "chroma",
     "chroma+http": "chroma",
     "chroma+https": "chroma",
