@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from dmem import InvalidArgumentError, InvalidKeyError
+from dmem import InvalidArgumentError, InvalidKeyError, ProviderOptions
 from dmem._validation import check_key, check_tags, ttl_to_ms
 
 
@@ -59,3 +59,22 @@ def test_good_tags() -> None:
     assert check_tags({"user": "a:b:c", "empty": ""}) == {"user": "a:b:c", "empty": ""}
     assert check_tags(None) == {}
     assert len(check_tags({f"t{i}": "v" for i in range(64)})) == 64
+
+
+@pytest.mark.parametrize(
+    ("namespace", "message"),
+    [("a\x00b", "NUL"), ("a\ud800", "lone surrogates"), ("\udfff", "lone surrogates"), (1, "str")],
+)
+def test_provider_options_namespace_rejects(namespace: object, message: str) -> None:
+    opts = ProviderOptions({"namespace": namespace}, provider="demo")
+    with pytest.raises(InvalidArgumentError, match=message) as info:
+        opts.namespace()
+    assert "demo option 'namespace'" in str(info.value)
+
+
+@pytest.mark.parametrize("namespace", ["", "app", "é:ü/x y", "\U0001f600", "a" * 5000])
+def test_provider_options_namespace_accepts(namespace: str) -> None:
+    opts = ProviderOptions({"namespace": namespace}, provider="demo")
+    assert opts.namespace() == namespace
+    opts.done()
+    assert ProviderOptions({}, provider="demo").namespace() == ""

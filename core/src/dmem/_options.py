@@ -3,6 +3,7 @@
 Plugins use it so every backend treats options alike::
 
     opts = ProviderOptions(options, provider="redis")
+    namespace = opts.namespace()  # str, no NUL, no lone surrogates
     timeout = opts.float("timeout", 5.0)
     opts.done()   # InvalidArgumentError naming any option nobody read
 """
@@ -88,6 +89,23 @@ class ProviderOptions:
                 return False
         if type(value) is not builtins.bool:
             raise self._bad(name, "a bool (true/false)", value)
+        return value
+
+    def namespace(self, name: builtins.str = "namespace") -> builtins.str:
+        """The store's namespace (default ``""``): a str without NUL or lone surrogates.
+
+        Every backend applies the same rule, so a namespace that works on one works on all
+        (it goes into SQL text columns, Redis key names, Chroma metadata).
+        """
+        value = self.str(name, "")
+        if "\x00" in value:
+            raise InvalidArgumentError(f"{self._provider} option {name!r} must not contain NUL")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidArgumentError(
+                f"{self._provider} option {name!r} must not contain lone surrogates"
+            ) from None
         return value
 
     def raw(self, name: builtins.str, default: Any = None) -> Any:

@@ -41,17 +41,6 @@ def valid_table(name: str) -> str:
     return name
 
 
-def _namespace(opts: ProviderOptions) -> str:
-    namespace = opts.str("namespace", "")
-    if "\x00" in namespace:
-        raise InvalidArgumentError("namespace must not contain NUL")
-    try:
-        namespace.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidArgumentError("namespace must not contain lone surrogates") from None
-    return namespace
-
-
 @dataclass(frozen=True)
 class SQLiteConfig:
     path: Path | None  # None: a private in-memory database
@@ -98,7 +87,7 @@ def parse_sqlite(url: str, options: dict[str, Any]) -> SQLiteConfig:
         )
     config = SQLiteConfig(
         path=path,
-        namespace=_namespace(opts),
+        namespace=opts.namespace(),
         table=valid_table(opts.str("table", "dmem_kv")),
         timeout=opts.float("timeout", 10.0),
         busy_timeout=opts.float("busy_timeout", 30.0),
@@ -116,7 +105,7 @@ def parse_postgres(url: str, options: dict[str, Any]) -> PostgresConfig:
     opts = ProviderOptions(options, provider="postgresql")
     config = PostgresConfig(
         dsn=f"postgresql://{rest}",
-        namespace=_namespace(opts),
+        namespace=opts.namespace(),
         table=valid_table(opts.str("table", "dmem_kv")),
         timeout=opts.float("timeout", 10.0),
         command_timeout=opts.float("command_timeout", 60.0),
