@@ -72,7 +72,46 @@ class RedisConfig:
         return f"RedisConfig(mode={self.mode!r}, url={self.shown_url!r}, ns={self.namespace!r})"
 
 
+_MAX_DB = 2**31 - 1  # Redis takes a database index as a C int
+_SSL_OPTIONS = (
+    "ssl_ca_certs",
+    "ssl_ca_path",
+    "ssl_certfile",
+    "ssl_keyfile",
+    "ssl_cert_reqs",
+    "ssl_check_hostname",
+)
+
+
+def _digits(text: str) -> int | None:
+    """``int(text)`` for plain ASCII digits only (``int()`` also takes '+1', ' 1', '1_0')."""
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
+def _url_db(segment: str, shown: str) -> int:
+    """The database number of a URL path segment ('' is 0)."""
+    if not segment:
+        return 0
+    db = _digits(segment)
+    if db is None:
+        raise InvalidArgumentError(
+            f"database in Redis URL must be a number, got {segment!r}: {shown}"
+        )
+    if db > _MAX_DB:
+        raise InvalidArgumentError(f"database in Redis URL must be 0 to {_MAX_DB}: {shown}")
+    return db
+
+
+def _db(opts: ProviderOptions, default: int) -> int:
+    db = opts.int("db", default, minimum=0)
+    if db > _MAX_DB:
+        raise InvalidArgumentError(f"redis option 'db' must be 0 to {_MAX_DB}, got {db}")
+    return db
+
+
 def _split_hosts(hostlist: str, default_port: int, shown: str) -> tuple[tuple[str, int], ...]:
+    """``host[:port][,host[:port]...]``; messages quote ``shown``, never a raw item that could
+    be part of a password."""
     hosts: list[tuple[str, int]] = []
     for item in hostlist.split(","):
         item = item.strip()
@@ -80,15 +119,29 @@ def _split_hosts(hostlist: str, default_port: int, shown: str) -> tuple[tuple[st
             continue
         if item.startswith("["):  # [ipv6]:port
             host, _, rest = item[1:].partition("]")
-            port_text = rest[1:] if rest.startswith(":") else ""
+            if rest and not rest.startswith(":"):
+                raise InvalidArgumentError(f"bad host {item!r} in Redis URL {shown}")
+            port_text = rest[1:]
         else:
             host, _, port_text = item.rpartition(":") if ":" in item else (item, "", "")
-        try:
-            port = int(port_text) if port_text else default_port
-        except ValueError:
-            raise InvalidArgumentError(f"bad port in Redis URL {shown}") from None
-        if not host or not 0 < port < 65536:
-            raise InvalidArgumentError(f"bad host:port {item!r} in Redis URL {shown}")
+            if ":" in host:
+                raise InvalidArgumentError(
+                    f"bad host {item!r} in Redis URL {shown}: IPv6 addresses go in brackets, "
+                    "e.g. redis://[::1]:6379"
+                )
+        if not host:
+            # "redis://:secret" (no '@'): what looks like a port may be a password.
+            scheme = shown.split("://", 1)[0]
+            raise InvalidArgumentError(
+                f"Redis URL {scheme}://*** has an empty host name; a password goes before "
+                "an '@' (redis://:PASSWORD@host), with '/', '?', '#' and '@' in it "
+                "percent-encoded (%2F, %3F, %23, %40)"
+            )
+        port = _digits(port_text) if port_text else default_port
+        if port is None or not 0 < port < 65536:
+            raise InvalidArgumentError(
+                f"bad port in {item!r} in Redis URL {shown} (a number from 1 to 65535)"
+            )
         hosts.append((host, port))
     if not hosts:
         raise InvalidArgumentError(f"Redis URL {shown} names no host")
@@ -103,14 +156,37 @@ def _userinfo(netloc: str) -> tuple[str | None, str | None, str]:
     return (unquote(user) or None), (unquote(password) if sep else None), hostlist
 
 
+def _misplaced_at(url: str, scheme: str) -> InvalidArgumentError:
+    # Everything before the last '@' may be (part of) a password: show none of it.
+    shown = f"{scheme}://***@{redact_url(url.rpartition('@')[2])}"
+    return InvalidArgumentError(
+        f"Redis URL has an '@' after the host part ({shown}): percent-encode '/', '?', '#' "
+        "and '@' in the user name and password (%2F, %3F, %23, %40)"
+    )
+
+
 def parse_config(url: str, options: dict[str, Any]) -> RedisConfig:
     """Validate ``url`` and ``options``; raise InvalidArgumentError naming what is wrong."""
-    shown = redact_url(url)
     scheme = url.split("://", 1)[0].lower()
+    if any("@" in name for name in options):
+        # dmem.open cut the URL at a '?' that was part of the password.
+        raise _misplaced_at(url + "?@", scheme)
+    shown = redact_url(url)
     if scheme not in SCHEMES:
         raise InvalidArgumentError(f"not a Redis URL: {shown}")
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # its text may quote the password
+        raise InvalidArgumentError(
+            f"bad Redis URL {scheme}://***: an unbalanced '[' or ']', or a character that "
+            "Unicode normalization turns into '/', '?', '#', '@' or ':' (percent-encode it)"
+        ) from None
+    if "@" in url and "@" not in parts.netloc:
+        raise _misplaced_at(url, scheme)
+    if "@" in parts.path or "@" in parts.fragment:
+        raise _misplaced_at(url, scheme)
     opts = ProviderOptions(options, provider="redis")
-    namespace = opts.str("namespace", "")
+    namespace = opts.namespace()
     timeout = opts.float("timeout", 5.0)
     connect_timeout = opts.float("connect_timeout", timeout)
     retries = opts.int("retries", 1, minimum=0)
@@ -121,28 +197,41 @@ def parse_config(url: str, options: dict[str, Any]) -> RedisConfig:
     opt_user = opts.optional_str("username")
     opt_password = opts.optional_str("password")
     tls = scheme.startswith("rediss")
+    cluster = scheme.endswith("+cluster")
+    ssl_given = [name for name in _SSL_OPTIONS if name in options]
+    if ssl_given and not tls:
+        raise InvalidArgumentError(
+            f"ssl_* options need a TLS URL (rediss://, rediss+sentinel:// or rediss+cluster://): "
+            f"got {', '.join(ssl_given)} with {shown}"
+        )
     ssl_options: dict[str, Any] = {}
     for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_ca_path"):
         value = opts.optional_str(name)
         if value is not None:
             ssl_options[name] = value
+    if cluster and "ssl_ca_path" in ssl_options:
+        raise InvalidArgumentError(
+            "redis option 'ssl_ca_path' is not supported with rediss+cluster:// (redis-py's "
+            "cluster client has no such setting): put the CA certificates in one file and "
+            "give it as ssl_ca_certs"
+        )
     reqs = opts.str("ssl_cert_reqs", "required").lower()
     if reqs not in _CERT_REQS:
         raise InvalidArgumentError(
             "redis option 'ssl_cert_reqs' must be required, optional or none"
         )
     check_hostname = opts.bool("ssl_check_hostname", reqs == "required")
-    if ssl_options and not tls:
-        raise InvalidArgumentError(f"ssl_* options need a TLS URL (rediss://...), got {shown}")
     if tls:
         ssl_options["ssl_cert_reqs"] = _CERT_REQS[reqs]
         ssl_options["ssl_check_hostname"] = check_hostname
 
-    parts = urlsplit(url)
     user, password, hostlist = _userinfo(parts.netloc)
     user = opt_user if opt_user is not None else user
     password = opt_password if opt_password is not None else password
-    path = unquote(parts.path)
+    # Split before decoding, so a %2F inside a Sentinel service name stays in it.
+    segments = [unquote(s) for s in parts.path.split("/")[1:]]
+    if segments and segments[-1] == "":
+        segments.pop()  # a trailing slash
 
     common: dict[str, Any] = {
         "url": url,
@@ -160,9 +249,9 @@ def parse_config(url: str, options: dict[str, Any]) -> RedisConfig:
         "ssl_options": ssl_options,
         "client_name": client_name,
     }
-    if scheme.endswith("+cluster"):
+    if cluster:
         buckets = opts.int("buckets", 64, minimum=1)
-        if path.strip("/") not in ("", "0"):
+        if segments not in ([], ["0"]):
             raise InvalidArgumentError(f"Redis Cluster has only database 0: {shown}")
         if buckets > 16384:
             raise InvalidArgumentError("redis option 'buckets' must be at most 16384")
@@ -173,14 +262,17 @@ def parse_config(url: str, options: dict[str, Any]) -> RedisConfig:
             **common,
         )
     elif scheme.endswith("+sentinel"):
-        segments = [s for s in path.split("/") if s]
+        if len(segments) > 2:
+            raise InvalidArgumentError(
+                f"Redis Sentinel URLs are redis+sentinel://host:port/SERVICE/db, got {shown}"
+            )
         service = opts.optional_str("service_name") or (segments[0] if segments else "")
         if not service:
             raise InvalidArgumentError(
                 "Redis Sentinel URL needs a service name: "
                 f"redis+sentinel://host:port/SERVICE ({shown})"
             )
-        db = opts.int("db", int(segments[1]) if len(segments) > 1 else 0, minimum=0)
+        db = _db(opts, _url_db(segments[1], shown) if len(segments) > 1 else 0)
         config = RedisConfig(
             mode="sentinel",
             hosts=_split_hosts(hostlist, 26379, shown),
@@ -191,23 +283,18 @@ def parse_config(url: str, options: dict[str, Any]) -> RedisConfig:
             **common,
         )
     elif scheme == "unix":
+        path = unquote(parts.path)
         if not path:
             raise InvalidArgumentError(f"unix:// URL needs a socket path: {shown}")
-        config = RedisConfig(
-            mode="standalone", socket_path=path, db=opts.int("db", 0, minimum=0), **common
-        )
+        config = RedisConfig(mode="standalone", socket_path=path, db=_db(opts, 0), **common)
     else:
-        segment = path.strip("/")
-        try:
-            db_default = int(segment) if segment else 0
-        except ValueError:
-            raise InvalidArgumentError(f"database in Redis URL must be a number: {shown}") from None
-        db = opts.int("db", db_default, minimum=0)
-        config = RedisConfig(
-            mode="standalone",
-            hosts=_split_hosts(hostlist or "localhost", 6379, shown),
-            db=db,
-            **common,
-        )
+        db_default = _url_db("/".join(segments), shown)
+        hosts = _split_hosts(hostlist or "localhost", 6379, shown)
+        if len(hosts) > 1:
+            raise InvalidArgumentError(
+                f"a {scheme}:// URL takes one host; several hosts are redis+sentinel:// or "
+                f"redis+cluster:// URLs: {shown}"
+            )
+        config = RedisConfig(mode="standalone", hosts=hosts, db=_db(opts, db_default), **common)
     opts.done()
     return config

@@ -1,0 +1,191 @@
+"""Redis URL and option parsing: every bad input is InvalidArgumentError before any I/O.
+
+No server is needed: ``dmem.create_provider`` only parses (connecting is ``initialize()``'s
+job), and every host here is unreachable anyway.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import dmem
+import pytest
+from dmem_redis._config import parse_config
+
+SECRET = "s3cr3t-pw"
+
+
+def _reject(url: str, options: dict[str, Any] | None = None) -> dmem.InvalidArgumentError:
+    with pytest.raises(dmem.InvalidArgumentError) as info:
+        dmem.create_provider(url, dict(options or {}))
+    assert SECRET not in str(info.value), info.value
+    return info.value
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        # Sentinel's /SERVICE/db: the db must be a number in range, nothing may follow it.
+        ("redis+sentinel://h:26379/svc/abc", "database in Redis URL must be a number"),
+        ("redis+sentinel://h:26379/svc/-1", "database in Redis URL must be a number"),
+        ("redis+sentinel://h:26379/svc/1_0", "database in Redis URL must be a number"),
+        ("redis+sentinel://h:26379/svc/2147483648", "0 to 2147483647"),
+        ("redis+sentinel://h:26379/svc/0/extra", "redis+sentinel://host:port/SERVICE/db"),
+        # Standalone /db.
+        ("redis://h/abc", "database in Redis URL must be a number"),
+        ("redis://h/-1", "database in Redis URL must be a number"),
+        ("redis://h/+1", "database in Redis URL must be a number"),
+        ("redis://h/ 1", "database in Redis URL must be a number"),
+        ("redis://h/1_0", "database in Redis URL must be a number"),
+        ("redis://h/\u0663", "database in Redis URL must be a number"),  # Arabic-Indic 3
+        ("redis://h/99999999999999999999", "0 to 2147483647"),
+        ("redis://h/0/1", "database in Redis URL must be a number"),
+        ("redis+cluster://h:7000/abc", "database 0"),
+        # Ports: ASCII digits only, 1 to 65535.
+        ("redis://h:notaport", "bad port"),
+        ("redis://h:6_379", "bad port"),
+        ("redis://h:+6379", "bad port"),
+        ("redis://h: 6379", "bad port"),
+        ("redis://h:\u0666\u0663\u0667\u0669", "bad port"),
+        ("redis://h:0", "bad port"),
+        ("redis://h:65536", "bad port"),
+        ("redis+cluster://a:7000,b:x", "bad port"),
+        ("redis+sentinel://a:26379,b:-1/svc", "bad port"),
+        # Hosts.
+        ("redis://[::1", "Redis URL"),
+        ("redis://::1]:6379", "Redis URL"),
+        ("redis://[::1]x:6379", "bad host"),
+        ("redis://::1", "IPv6"),
+        ("redis://h\uff03x/0", "Redis URL"),  # urlsplit's NFKC check
+        ("redis://a,b/0", "one host"),
+        ("redis+cluster://", "names no host"),
+    ],
+)
+def test_bad_redis_urls(url: str, message: str) -> None:
+    error = _reject(url)
+    assert re.search(re.escape(message), str(error)), str(error)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"db": "-1"}, "redis option 'db'"),
+        ({"db": "2147483648"}, "0 to 2147483647"),
+        ({"db": 2**40}, "0 to 2147483647"),
+        ({"db": "x"}, "redis option 'db'"),
+    ],
+)
+@pytest.mark.parametrize("url", ["redis://h", "unix:///run/redis.sock", "redis+sentinel://h/svc"])
+def test_bad_db_option(url: str, options: dict[str, Any], message: str) -> None:
+    assert message in str(_reject(url, options))
+
+
+def test_good_urls_still_parse() -> None:
+    config = parse_config("redis+sentinel://a:1,[::1]:2/my%2Fsvc/7", {})
+    assert (config.hosts, config.service_name, config.db) == (
+        (("a", 1), ("::1", 2)),
+        "my/svc",
+        7,
+    )
+    assert parse_config("redis+sentinel://a/svc/", {}).db == 0
+    assert parse_config("redis://h/2147483647", {}).db == 2147483647
+    assert parse_config("redis://[::1]:6380/2", {}).hosts == (("::1", 6380),)
+    assert parse_config("redis://", {}).hosts == (("localhost", 6379),)
+    assert parse_config("redis://h/", {}).db == 0
+    assert parse_config("redis+cluster://a:7000,b:7001/0", {}).hosts == (("a", 7000), ("b", 7001))
+    assert parse_config("unix:///run/redis.sock", {"db": "3"}).db == 3
+    assert parse_config("redis://h/1", {"db": 4}).db == 4  # the option overrides the URL
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"redis://:{SECRET}@h:bad/0",
+        f"redis://:{SECRET}@h/notadb",
+        f"redis+sentinel://:{SECRET}@h/svc/abc",
+        f"redis+cluster://:{SECRET}@a:7000/3",
+        # An unencoded '/', '#' or '?' in the password ends the host part early: the URL's
+        # shape is wrong, and its message must not show any part of the password.
+        f"redis://:ab/{SECRET}@h/0",
+        f"redis://:ab#{SECRET}@h/0",
+        f"redis://:ab?{SECRET}@h/0",
+        f"redis://:ab?x={SECRET}@h/0",
+        f"redis://u:a@b/{SECRET}@h/0",
+        f"redis+sentinel://:ab/{SECRET}@h/svc",
+        f"redis://:{SECRET}\uff03@h/0",  # urlsplit's own error quotes the whole netloc
+        f"redis://:{SECRET}@[::1/0",
+    ],
+)
+def test_messages_never_show_the_password(url: str) -> None:
+    _reject(url)  # asserts the password is not in the message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"redis://:ab{SECRET}?x={SECRET}@h/0",  # the URL ends at '?': netloc ":ab<secret>"
+        f"redis://:{SECRET}",
+        f"redis+cluster://a:1,:{SECRET}",
+        f"redis+sentinel://:{SECRET}/svc",
+    ],
+)
+def test_a_password_without_its_at_is_not_shown(url: str) -> None:
+    assert "empty host" in str(_reject(url))
+
+
+def test_unencoded_password_characters_are_explained() -> None:
+    error = _reject(f"redis://:ab/{SECRET}@h/0")
+    assert "percent-encode" in str(error)
+    assert "'@'" in str(error)
+
+
+@pytest.mark.parametrize("namespace", ["a\ud800", "\udfff", "a\x00b", 5])
+def test_bad_namespace(namespace: object) -> None:
+    # Was: a plain UnicodeEncodeError when the store was created.
+    assert "namespace" in str(_reject("redis://h/0", {"namespace": namespace}))
+
+
+def test_namespace_accepted() -> None:
+    assert parse_config("redis://h/0", {"namespace": "é:x y/z"}).namespace == "é:x y/z"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"ssl_cert_reqs": "none"},
+        {"ssl_cert_reqs": "required"},
+        {"ssl_check_hostname": "false"},
+        {"ssl_check_hostname": True},
+        {"ssl_ca_certs": "/x.pem"},
+        {"ssl_ca_path": "/etc/ssl/certs"},
+        {"ssl_certfile": "/c.pem", "ssl_keyfile": "/k.pem"},
+    ],
+)
+@pytest.mark.parametrize(
+    "url", ["redis://h/0", "unix:///run/redis.sock", "redis+sentinel://h/svc", "redis+cluster://h"]
+)
+def test_ssl_options_need_tls(url: str, options: dict[str, Any]) -> None:
+    error = _reject(url, options)
+    assert "ssl_* options need a TLS URL" in str(error)
+    assert all(name in str(error) for name in options)
+
+
+def test_ssl_options_with_tls() -> None:
+    config = parse_config(
+        "rediss://h/0", {"ssl_cert_reqs": "optional", "ssl_check_hostname": "yes"}
+    )
+    assert config.tls
+    assert config.ssl_options["ssl_check_hostname"] is True
+    config = parse_config("rediss+sentinel://h/svc", {"ssl_ca_path": "/etc/ssl/certs"})
+    assert config.ssl_options["ssl_ca_path"] == "/etc/ssl/certs"
+    config = parse_config("rediss+cluster://h:7000", {"ssl_ca_certs": "/ca.pem"})
+    assert config.ssl_options["ssl_ca_certs"] == "/ca.pem"
+
+
+def test_ssl_ca_path_rejected_for_cluster() -> None:
+    # redis-py's asyncio RedisCluster has no ssl_ca_path: it used to fail at open with a
+    # ProviderError wrapping a TypeError.
+    error = _reject("rediss+cluster://h:7000", {"ssl_ca_path": "/etc/ssl/certs"})
+    assert "ssl_ca_path" in str(error) and "ssl_ca_certs" in str(error)
+    assert "rediss+cluster://" in str(error)
