@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from pathlib import Path
 from typing import Any
 
 import dmem
@@ -16,7 +17,7 @@ from dmem_chroma import ChromaKVProvider, ChromaVectorProvider, parse_config, tr
 
 def test_urls() -> None:
     assert parse_config("chroma://", {}).mode == "ephemeral"
-    persistent = parse_config("chroma:///var/lib/x", {"namespace": "n"})
+    persistent = parse_config("chroma:////var/lib/x", {"namespace": "n"})
     assert (persistent.mode, persistent.path, persistent.namespace) == (
         "persistent",
         "/var/lib/x",
@@ -38,9 +39,69 @@ def test_urls() -> None:
 
 
 @pytest.mark.parametrize(
+    ("url", "path", "where"),
+    [
+        # Three slashes: relative to the working directory; four: absolute (like sqlite://).
+        ("chroma:///data/chroma", "data/chroma", "chroma:///data/chroma"),
+        ("chroma:///x", "x", "chroma:///x"),
+        ("chroma:////srv/chroma", "/srv/chroma", "chroma:////srv/chroma"),
+        ("chroma:///a%20b/c", "a b/c", "chroma:///a b/c"),
+        ("chroma:///data/", "data", "chroma:///data"),
+    ],
+)
+def test_persistent_paths(url: str, path: str, where: str) -> None:
+    config = parse_config(url, {})
+    assert (config.mode, config.path, config.where) == ("persistent", path, where)
+
+
+def test_home_directory_is_expanded() -> None:
+    home = str(Path("~").expanduser())
+    assert parse_config("chroma:///~/chroma", {}).path == f"{home}/chroma"
+    assert parse_config("chroma:///~", {}).path == home
+
+
+@pytest.mark.parametrize("rest", ["/rel.d", "/a/b", "//abs/dir", "/~/x", "/%7E/x", "/a%2Fb"])
+def test_paths_read_exactly_like_sqlite(rest: str) -> None:
+    from dmem_sqlite._config import parse_sqlite
+
+    sqlite_path = parse_sqlite(f"sqlite://{rest}", {}).path
+    assert sqlite_path is not None
+    assert parse_config(f"chroma://{rest}", {}).path == str(sqlite_path)
+
+
+@pytest.mark.parametrize("url", ["chroma://", "chroma:///"])
+def test_no_path_is_ephemeral(url: str) -> None:
+    assert parse_config(url, {}).mode == "ephemeral"
+
+
+async def test_relative_path_is_under_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    async with dmem.open("chroma:///rel/store", namespace="relative") as kv:
+        await kv.set("k", 1)
+        assert await kv.get("k") == 1
+    assert (tmp_path / "rel" / "store").is_dir()
+
+
+@pytest.mark.parametrize("namespace", ["a\ud800", "\udfff", "a\x00b", 1])
+def test_bad_namespace(namespace: object) -> None:
+    with pytest.raises(InvalidArgumentError, match="namespace"):
+        parse_config("chroma://", {"namespace": namespace})
+
+
+def test_unparseable_url_does_not_echo_user_info() -> None:
+    # urlsplit's own error quotes the whole netloc.
+    with pytest.raises(InvalidArgumentError) as info:
+        parse_config("chroma+http://u:s3cr3t\uff03@h:8000", {})
+    assert "s3cr3t" not in str(info.value)
+
+
+@pytest.mark.parametrize(
     ("url", "options"),
     [
         ("chroma://host:1", {}),
+        ("chroma://host/dir", {}),
         ("chroma+http://", {}),
         ("chroma://", {"bogus": 1}),
         ("chroma://", {"timeout": "0"}),

@@ -17,12 +17,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import os
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from dmem import (
     InvalidArgumentError,
@@ -47,7 +49,7 @@ class ChromaConfig:
 
     mode: Mode
     url: str
-    path: str = ""
+    path: str = ""  # persistent: as in the URL (relative to the working directory, or absolute)
     host: str = ""
     port: int = 8000
     ssl: bool = False
@@ -68,7 +70,7 @@ class ChromaConfig:
             scheme = "https" if self.ssl else "http"
             return f"chroma+{scheme}://{self.host}:{self.port} ({self.tenant}/{self.database})"
         if self.mode == "persistent":
-            return f"chroma:///{self.path.lstrip('/')}"
+            return f"chroma:///{self.path}"
         return "chroma:// (in-process, ephemeral)"
 
     def collection_name(self, kind: str) -> str:
@@ -78,9 +80,14 @@ class ChromaConfig:
 
 
 def parse_config(url: str, options: dict[str, Any]) -> ChromaConfig:
-    """``chroma://``, ``chroma:///path``, ``chroma+http(s)://host:port`` and options."""
+    """``chroma://``, ``chroma:///path``, ``chroma+http(s)://host:port`` and options.
+
+    Paths follow SQLite's (and SQLAlchemy's) convention: ``chroma:///data/chroma`` is
+    ``data/chroma`` relative to the working directory, ``chroma:////srv/chroma`` the absolute
+    ``/srv/chroma``; the path is percent-decoded and ``~`` is expanded.
+    """
     opts = ProviderOptions(options, provider="chroma")
-    namespace = opts.str("namespace", "")
+    namespace = opts.namespace()
     tenant = opts.str("tenant", "default_tenant")
     database = opts.str("database", "default_database")
     collection = opts.str("collection", "dmem")
@@ -93,6 +100,12 @@ def parse_config(url: str, options: dict[str, Any]) -> ChromaConfig:
         raise InvalidArgumentError("chroma option 'collection' may hold only [a-zA-Z0-9._-]")
     try:
         parts = urlsplit(url)
+    except ValueError:  # its text may quote the netloc, user info included
+        raise InvalidArgumentError(
+            "bad chroma URL: an unbalanced '[' or ']', or a character that Unicode "
+            "normalization turns into '/', '?', '#', '@' or ':' (percent-encode it)"
+        ) from None
+    try:
         port = parts.port
     except ValueError as exc:
         raise InvalidArgumentError(f"bad chroma URL {redact_url(url)!r}: {exc}") from None
@@ -121,14 +134,17 @@ def parse_config(url: str, options: dict[str, Any]) -> ChromaConfig:
         raise InvalidArgumentError(f"not a chroma URL: {redact_url(url)!r}")
     if token:
         raise InvalidArgumentError("chroma option 'token' applies to chroma+http(s) URLs only")
-    if parts.netloc:
+    rest = url.split("://", 1)[1]
+    if rest and not rest.startswith("/"):
         raise InvalidArgumentError(
-            "chroma URLs are chroma:// (in-process), chroma:///PATH (a directory) or "
-            f"chroma+http://HOST:PORT; got {redact_url(url)!r}"
+            "chroma URLs are chroma:// (in-process), chroma:///relative/dir, "
+            "chroma:////absolute/dir or chroma+http://HOST:PORT; "
+            f"got {redact_url(url)!r}"
         )
-    if parts.path.strip("/"):
-        return ChromaConfig(mode="persistent", path=parts.path, **common)
-    return ChromaConfig(mode="ephemeral", **common)
+    raw = unquote(rest[1:]) if rest else ""
+    if not raw:
+        return ChromaConfig(mode="ephemeral", **common)
+    return ChromaConfig(mode="persistent", path=str(Path(raw).expanduser()), **common)
 
 
 _EMBEDDED_EXECUTOR: ThreadPoolExecutor | None = None
@@ -191,7 +207,9 @@ class ChromaConnection:
         self.collection_name = config.collection_name(kind)
         self._client: Any = None
         self._collection: Any = None
-        place = config.path if config.mode == "persistent" else f"{config.host}:{config.port}"
+        # A relative directory is relative to the working directory when the store is built.
+        self.path = os.path.abspath(config.path) if config.mode == "persistent" else ""
+        place = self.path if config.mode == "persistent" else f"{config.host}:{config.port}"
         self.lock = _lock_for(
             (config.mode, place, config.tenant, config.database, self.collection_name)
         )
@@ -241,7 +259,7 @@ class ChromaConnection:
             _bound_http_timeout(client, config.timeout)
         elif config.mode == "persistent":
             client = chromadb.PersistentClient(
-                path=config.path, settings=settings, tenant=config.tenant, database=config.database
+                path=self.path, settings=settings, tenant=config.tenant, database=config.database
             )
         else:
             client = chromadb.EphemeralClient(
