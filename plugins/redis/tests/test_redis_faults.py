@@ -199,3 +199,107 @@ async def test_scripts_reloaded_after_restart_without_persistence(tmp_path: obje
 def test_tag_suffix_is_length_prefixed() -> None:
     assert tag_suffix("a:b", "c") != tag_suffix("a", "b:c")
     assert tag_suffix("é", "x") == "t:2:é:x"
+
+
+# --- a lost reply: if_not_exists is never re-sent ----------------------------------------------
+class ReplyDropper:
+    """A TCP proxy in front of a real server that can swallow one reply.
+
+    The command reaches the server and runs; only its answer is lost, as when a network
+    path breaks after the request got through, or the reply comes after the client's timeout.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.drop_next_reply = False
+        self.dropped = 0
+        self.connections = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def stop(self) -> None:
+        self._server.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, replies: bool) -> None:
+            try:
+                while data := await src.read(65536):
+                    if replies and self.drop_next_reply:
+                        self.drop_next_reply = False
+                        self.dropped += 1
+                        continue
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        for task in (
+            asyncio.create_task(pump(reader, up_writer, False)),
+            asyncio.create_task(pump(up_reader, writer, True)),
+        ):
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+
+@pytest.fixture
+async def dropper(restartable_redis: RedisServer) -> AsyncIterator[tuple[ReplyDropper, str]]:
+    proxy = ReplyDropper(restartable_redis.port)
+    port = await proxy.start()
+    yield proxy, f"redis://127.0.0.1:{port}/0"
+    await proxy.stop()
+
+
+# The default retries=1: redis-py would re-send a command whose reply it did not get.
+LOST_REPLY_OPTIONS = {"timeout": 0.5, "retry_backoff_max": 0.05}
+
+
+async def test_lost_reply_of_set_nx_is_an_error_not_false(
+    dropper: tuple[ReplyDropper, str], restartable_redis: RedisServer
+) -> None:
+    proxy, url = dropper
+    async with dmem.open(url, namespace="lost", **LOST_REPLY_OPTIONS) as kv:
+        for tags in ({}, {"owner": "me"}):
+            key = f"lock{len(tags)}"
+            proxy.drop_next_reply = True
+            # The SET NX ran and wrote; re-sent, it would answer False, so that possibly
+            # nobody sees True. Without a reply the outcome is unknown: an error, never False.
+            with pytest.raises(dmem.ProviderUnavailableError):
+                await kv.set(key, "me", ttl=30, if_not_exists=True, tags=tags)
+            assert proxy.dropped == 1 + len(tags)
+            assert await kv.get(key) == "me"  # it did run, once, and the store still works
+            assert await kv.get_tags(key) == tags
+            assert not await kv.set(key, "other", if_not_exists=True)
+        proxy.drop_next_reply = True
+        with pytest.raises(dmem.ProviderUnavailableError):
+            await kv.set_many({"a": 1, "b": 2}, if_not_exists=True)
+        assert await kv.get_many(["a", "b"]) == {"a": 1, "b": 2}
+        assert await kv.set_many({"a": 3, "c": 4}, if_not_exists=True) == 1
+        # Other writes are idempotent and keep redis-py's retry: a lost reply is re-sent.
+        proxy.drop_next_reply = True
+        await kv.set("plain", 1, ttl=30)
+        assert await kv.get("plain") == 1
+
+
+async def test_set_nx_after_a_restart_still_reconnects(restartable_redis: RedisServer) -> None:
+    """Failures before the command is sent (a pooled connection the server closed) are
+    retried as before: only the command itself is never re-sent."""
+    async with dmem.open(restartable_redis.url, namespace="restart", **OPTIONS) as kv:
+        assert await kv.set("k", 1, if_not_exists=True)
+        await asyncio.to_thread(restartable_redis.kill)
+        await asyncio.to_thread(restartable_redis.start)
+        assert await kv.set("k2", 2, if_not_exists=True)
+        assert not await kv.set("k2", 3, if_not_exists=True)
+        assert await kv.set_many({"k3": 3, "k4": 4}, if_not_exists=True) == 2
+        assert await kv.get_many(["k", "k2", "k3"]) == {"k": 1, "k2": 2, "k3": 3}

@@ -28,7 +28,7 @@ from redis.backoff import ExponentialBackoff
 
 from ._config import RedisConfig
 
-__all__ = ["build_client", "map_error"]
+__all__ = ["build_client", "execute_once", "map_error"]
 
 
 class _HiredisPacking:
@@ -130,6 +130,50 @@ def build_client(config: RedisConfig) -> tuple[Any, Sentinel | None]:
         # redis-py's asyncio pool fails at its default of 100; "unbounded" must mean it.
         pool = ConnectionPool(max_connections=_UNBOUNDED, **pool_kwargs)
     return Redis(connection_pool=pool), None
+
+
+async def execute_once(client: Any, *args: Any) -> Any:
+    """Run one keyed command (``args[3]`` is its first key, as in EVALSHA) with no re-send.
+
+    redis-py retries a command after a timeout or a lost connection by sending it again, even
+    when the server had already run it and only the reply was lost. That is harmless for
+    idempotent writes, not for ``SET NX``: the re-sent one finds the key the first one wrote and
+    answers "not written". Here connecting (and redis-py's retries of connecting, and its
+    check that a pooled connection is still alive) happens before the command is sent; once
+    it is sent, any failure is raised as is, so the caller learns "outcome unknown" instead of
+    a wrong answer.
+
+    Standalone and Sentinel: a live connection from the client's pool, one send, one read
+    (the connection is dropped after a failure: a late reply must never be read by the next
+    command). Cluster: the command goes to the key's node with redis-py's cluster retries off
+    (``target_nodes``); MOVED/ASK redirections, which are answers, are still followed.
+    """
+    if isinstance(client, RedisCluster):
+        await client.initialize()  # a no-op unless a failure asked for a topology refresh
+        node = client.get_node_from_key(args[3])
+        return await client.execute_command(*args, target_nodes=node)
+    pool = client.connection_pool
+    connection = await pool.get_connection()
+    try:
+        # redis-py's pool skips its own check of pooled connections when maintenance
+        # notifications are "auto" (its default), so check here: bytes or EOF waiting on an
+        # idle RESP2 connection mean the server closed it (e.g. a restart). Reconnect first.
+        try:
+            stale = await connection.can_read()
+        except (rex.ConnectionError, OSError):
+            stale = True
+        if stale:
+            await connection.disconnect()
+            await connection.connect()  # with the connection's retries: nothing is sent yet
+        await connection.send_command(*args)
+        return await client.parse_response(connection, args[0])
+    except rex.ResponseError:
+        raise  # a complete reply (an error): the connection is in a clean state
+    except BaseException:
+        await connection.disconnect()
+        raise
+    finally:
+        await pool.release(connection)
 
 
 _UNAVAILABLE = (

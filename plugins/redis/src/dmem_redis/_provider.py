@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -17,7 +18,7 @@ import redis.exceptions as rex
 from dmem import HealthStatus, KeyNotFoundError, Pattern, ProviderError
 from dmem.provider import Entry
 
-from ._client import build_client, map_error
+from ._client import build_client, execute_once, map_error
 from ._config import RedisConfig
 from ._layout import Layout, tag_suffix
 from ._scripts import (
@@ -100,24 +101,40 @@ class RedisProvider:
         bucket = self._layout.bucket(key)
         return self._layout.prefixes[bucket], self._layout.value_prefixes[bucket] + key
 
-    async def _eval(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    async def _eval(
+        self, script: Script, keys: Sequence[str], args: Sequence[Any], *, once: bool = False
+    ) -> Any:
+        """Run a script; ``once``: never re-sent after a lost reply (see ``execute_once``)."""
+        execute = (
+            functools.partial(execute_once, self._client)
+            if once
+            else (self._client.execute_command)
+        )
         try:
-            return await self._client.execute_command(
-                "EVALSHA", script.sha, len(keys), *keys, *args
-            )
+            return await execute("EVALSHA", script.sha, len(keys), *keys, *args)
         except rex.NoScriptError:
             # First use on this server (or it restarted / failed over): EVAL caches it.
-            return await self._client.execute_command(
-                "EVAL", script.source, len(keys), *keys, *args
-            )
+            return await execute("EVAL", script.source, len(keys), *keys, *args)
 
     async def _eval_many(
-        self, calls: Sequence[tuple[Script, Sequence[str], Sequence[Any]]]
+        self, calls: Sequence[tuple[Script, Sequence[str], Sequence[Any]]], *, once: bool = False
     ) -> list[Any]:
-        """Run scripts in one pipeline (per node in a cluster); results in order."""
+        """Run scripts in one pipeline (per node in a cluster); results in order.
+
+        ``once``: no call is re-sent after a lost reply; they run concurrently, one command
+        each, instead of in a pipeline (redis-py's pipelines re-send on failure).
+        """
         if len(calls) == 1:
             script, keys, args = calls[0]
-            return [await self._eval(script, keys, args)]
+            return [await self._eval(script, keys, args, once=once)]
+        if once:
+            done = await asyncio.gather(
+                *(self._eval(*call, once=True) for call in calls), return_exceptions=True
+            )
+            for result in done:
+                if isinstance(result, BaseException):
+                    raise result
+            return list(done)
         pipe = self._client.pipeline(transaction=False)
         for script, keys, args in calls:
             pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
@@ -223,7 +240,7 @@ class RedisProvider:
                 return bool(await self._eval(SET_PLAIN, (vk,), (prefix, ttl, value)))
             args = self._set_args(prefix, ttl_ms, if_not_exists, tags)
             args.append(value)
-            return bool(await self._eval(SET, (vk,), args))
+            return bool(await self._eval(SET, (vk,), args, once=if_not_exists))
         except _ERRORS as exc:
             raise self._error(exc) from exc
 
@@ -262,7 +279,7 @@ class RedisProvider:
                 for b, pairs in groups.items()
             ]
         try:
-            return sum(await self._eval_many(calls))
+            return sum(await self._eval_many(calls, once=if_not_exists))
         except _ERRORS as exc:
             raise self._error(exc) from exc
 
