@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
+from typing import Any
 
 import dmem
 import pytest
@@ -262,7 +263,7 @@ async def dropper(restartable_redis: RedisServer) -> AsyncIterator[tuple[ReplyDr
 
 
 # The default retries=1: redis-py would re-send a command whose reply it did not get.
-LOST_REPLY_OPTIONS = {"timeout": 0.5, "retry_backoff_max": 0.05}
+LOST_REPLY_OPTIONS: dict[str, Any] = {"timeout": 0.5, "retry_backoff_max": 0.05}
 
 
 async def test_lost_reply_of_set_nx_is_an_error_not_false(
@@ -295,7 +296,7 @@ async def test_lost_reply_of_set_nx_is_an_error_not_false(
 async def test_set_nx_after_a_restart_still_reconnects(restartable_redis: RedisServer) -> None:
     """Failures before the command is sent (a pooled connection the server closed) are
     retried as before: only the command itself is never re-sent."""
-    async with dmem.open(restartable_redis.url, namespace="restart", **OPTIONS) as kv:
+    async with dmem.open(restartable_redis.url, namespace="restart", timeout=TIMEOUT) as kv:
         assert await kv.set("k", 1, if_not_exists=True)
         await asyncio.to_thread(restartable_redis.kill)
         await asyncio.to_thread(restartable_redis.start)
