@@ -224,3 +224,26 @@ async def test_binary_and_text_values_stored_readably(tmp_path: object) -> None:
         assert base64.b64decode(metas["raw"]["b"]) == dmem.encode(b"\xff\x00\x01")
         assert await kv.get("raw") == b"\xff\x00\x01"
         client.close()
+
+
+async def test_call_threads_time_out_and_keep_serving() -> None:
+    """A call that outlives its timeout fails in time; the worker then serves the next call."""
+    import threading
+
+    from dmem_chroma._threads import CallThreads
+
+    threads = CallThreads(1, "dmem-chroma-test")
+    release = threading.Event()
+    start = time.perf_counter()
+    with pytest.raises(ProviderUnavailableError, match=r"did not answer within 0\.2 s"):
+        await threads.call(release.wait, (5.0,), timeout=0.2, what="test server")
+    assert time.perf_counter() - start < 1.0
+    release.set()  # the hung job ends; its late result is dropped
+    assert await threads.call(lambda a, b: a + b, (2, 3), timeout=2.0, what="test") == 5
+    with pytest.raises(ZeroDivisionError):
+        await threads.call(lambda: 1 / 0, (), timeout=2.0, what="test")
+    # Many callers at once, on one worker: each gets its own answer.
+    results = await asyncio.gather(
+        *(threads.call(lambda i=i: i * i, (), timeout=2.0, what="test") for i in range(50))
+    )
+    assert results == [i * i for i in range(50)]

@@ -1,8 +1,8 @@
 """Connecting to Chroma, running its synchronous client off the event loop, mapping errors.
 
 One :class:`ChromaConnection` per provider. Every Chroma call goes through
-:meth:`ChromaConnection.run`: it runs in a worker thread (one shared thread for
-the in-process client, the default pool for HTTP) so the event loop stays free,
+:meth:`ChromaConnection.run`: it runs in a worker thread (``_threads``: one shared
+thread for the in-process client, a few for HTTP) so the event loop stays free,
 is bounded by the configured ``timeout`` (``ProviderUnavailableError`` when it
 passes, never a hang), and turns Chroma's exceptions into dmem errors
 (``chromadb.*`` never escapes raw).
@@ -14,13 +14,10 @@ process, shared by every provider of this process on that collection.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import hashlib
 import os
 import threading
-from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -33,6 +30,8 @@ from dmem import (
     ProviderUnavailableError,
     redact_url,
 )
+
+from ._threads import CallThreads
 
 __all__ = ["ChromaConfig", "ChromaConnection", "parse_config"]
 
@@ -147,21 +146,11 @@ def parse_config(url: str, options: dict[str, Any]) -> ChromaConfig:
     return ChromaConfig(mode="persistent", path=str(Path(raw).expanduser()), **common)
 
 
-_EMBEDDED_EXECUTOR: ThreadPoolExecutor | None = None
-
-
-def _embedded_executor() -> ThreadPoolExecutor:
-    """One worker thread for every in-process Chroma call of this process.
-
-    The embedded client's Rust core holds the GIL while it works, so more threads
-    would not run in parallel; one warm thread makes each hop cheaper (measured
-    ~45 us against ~65 us through the default pool).
-    """
-    global _EMBEDDED_EXECUTOR
-    with _LOCKS_GUARD:
-        if _EMBEDDED_EXECUTOR is None:
-            _EMBEDDED_EXECUTOR = ThreadPoolExecutor(1, thread_name_prefix="dmem-chroma")
-        return _EMBEDDED_EXECUTOR
+# The in-process client's Rust core holds the GIL while it works, so more threads would
+# not run in parallel: one warm thread serves every in-process store. HTTP calls wait on
+# the network, so several of them may be in flight at once.
+_EMBEDDED_THREADS = CallThreads(1, "dmem-chroma")
+_HTTP_THREADS = CallThreads(16, "dmem-chroma-http")
 
 
 def _lock_for(key: tuple[str, ...]) -> threading.Lock:
@@ -222,18 +211,9 @@ class ChromaConnection:
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in a worker thread, within the timeout, with errors mapped."""
+        threads = _HTTP_THREADS if self.config.mode == "http" else _EMBEDDED_THREADS
         try:
-            if self.config.mode == "http":  # network-bound: the default pool, calls overlap
-                call: Awaitable[T] = asyncio.to_thread(fn, *args)
-            else:
-                call = asyncio.get_running_loop().run_in_executor(
-                    _embedded_executor(), functools.partial(fn, *args)
-                )
-            return await asyncio.wait_for(call, timeout=self.config.timeout)
-        except asyncio.TimeoutError:
-            raise ProviderUnavailableError(
-                f"{self.config.where} did not answer within {self.config.timeout:g} s"
-            ) from None
+            return await threads.call(fn, args, timeout=self.config.timeout, what=self.config.where)
         except Exception as exc:
             raise map_error(exc, self.config.where) from exc
 
