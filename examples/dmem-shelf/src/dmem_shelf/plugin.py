@@ -26,7 +26,7 @@ def _parse(url: str, options: dict[str, Any], provider: str) -> dict[str, Any]:
     # (as str), merged with the keyword arguments of dmem.open(). ProviderOptions
     # converts them and done() rejects any option nobody read.
     opts = dmem.ProviderOptions(options, provider=provider)
-    namespace = opts.str("namespace", "")
+    namespace = opts.namespace()  # str, no NUL or lone surrogates: the rule every backend shares
     sweep_interval = opts.float("sweep_interval", 1.0)
     opts.done()
     name = url.split("://", 1)[1].strip("/")
