@@ -28,5 +28,17 @@ redis_pid=$!
 for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 (cd "$work" && DMEM_URL="redis://127.0.0.1:$port/0" \
   "$work/venv/bin/python" "$OLDPWD/examples/quickstart.py")
+# The README's own Redis example, verbatim but for the throwaway server's port.
+python3 - README.md "redis://127.0.0.1:$port/0" >"$work/readme_redis.py" <<'PY'
+import re, sys
+text = open(sys.argv[1], encoding="utf-8").read()
+section = text.split("## Quickstart", 1)[1]
+code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+assert "redis://localhost:6379/0" in code, "the README's Redis example changed: update this check"
+print(code.replace("redis://localhost:6379/0", sys.argv[2]))
+PY
+out=$(cd "$work" && "$work/venv/bin/python" readme_redis.py)
+echo "$out"
+grep -q "{'name': 'Ada'}" <<<"$out" && grep -q "\['user:123'\]" <<<"$out"
 "$work/venv/bin/dmem" plugins
 echo "wheels OK"
