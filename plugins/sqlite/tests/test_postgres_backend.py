@@ -104,3 +104,32 @@ async def test_expired_rows_are_purged(postgres_url: str) -> None:
             await conn.close()
         assert (rows, tags) == (1, 0)
         await kv.clear()
+
+
+async def test_a_statement_past_command_timeout_fails_in_time_and_the_store_recovers(
+    postgres_url: str,
+) -> None:
+    """A statement stuck behind a lock is cut off by command_timeout, then calls succeed again."""
+    import asyncpg
+
+    kv = await dmem.open(postgres_url, namespace="stuck", command_timeout=0.8, pool_size=2)
+    blocker = await asyncpg.connect(postgres_url)
+    try:
+        await kv.set("k", 1)
+        table = "dmem_kv"
+        blocked = blocker.transaction()
+        await blocked.start()
+        await blocker.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        start = time.monotonic()
+        with pytest.raises(ProviderUnavailableError, match=r"command_timeout=0\.8"):
+            await kv.set("k", 2)
+        elapsed = time.monotonic() - start
+        assert 0.6 <= elapsed < 1.5, elapsed
+        await blocked.rollback()
+        assert await kv.get("k") == 1  # the cut-off write did not happen
+        assert await kv.set("k", 3)
+        assert await kv.get("k") == 3
+        await kv.clear()
+    finally:
+        await blocker.close()
+        await kv.aclose()

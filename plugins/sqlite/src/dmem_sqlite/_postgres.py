@@ -102,12 +102,17 @@ class PostgresProvider:
     # --- lifecycle -------------------------------------------------------------------------
     async def _connect(self) -> asyncpg.Connection:
         config = self._config
-        return await asyncpg.connect(
-            config.dsn, timeout=config.timeout, command_timeout=config.command_timeout
-        )
+        # No command_timeout here: the pool enforces it (one watchdog, no timer per call).
+        return await asyncpg.connect(config.dsn, timeout=config.timeout)
 
     async def initialize(self) -> None:
-        pool = ConnectionPool(self._connect, size=self._config.pool_size, timeout=self._timeout)
+        config = self._config
+        pool = ConnectionPool(
+            self._connect,
+            size=config.pool_size,
+            timeout=self._timeout,
+            command_timeout=config.command_timeout,
+        )
         try:
             conn = await pool.acquire()  # reachable, or ProviderUnavailableError in time
         except BaseException as exc:
@@ -172,6 +177,11 @@ class PostgresProvider:
             healthy = True
             return result
         except Exception as exc:
+            if pool.overdue(conn):
+                raise ProviderUnavailableError(
+                    f"{self._where}: no answer within command_timeout="
+                    f"{self._config.command_timeout:g} s; the connection was closed"
+                ) from exc
             # A statement error leaves the connection usable; a network error does not.
             healthy = not isinstance(exc, _UNAVAILABLE)
             raise self._error(exc) from exc
