@@ -16,6 +16,7 @@ Format (documented in docs/contract.md, "Stored format"):
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -97,18 +98,31 @@ def _check_container(value: object, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise InvalidValueError(f"value is nested deeper than {MAX_DEPTH} levels")
     if type(value) is dict:
-        for key, item in value.items():
+        for key in value:
             if type(key) is not str:
                 raise InvalidValueError(f"dict keys must be str, got {type(key).__name__}")
-            kind = type(item)
-            if kind is dict or kind is list or kind is tuple:
-                _check_container(item, depth + 1)
-            elif kind is not str:
-                _check_scalar(item)
+        _check_items(value.values(), depth)
     else:
-        for item in value:  # type: ignore[attr-defined]
-            kind = type(item)
-            if kind is dict or kind is list or kind is tuple:
-                _check_container(item, depth + 1)
-            elif kind is not str:
-                _check_scalar(item)
+        _check_items(value, depth)  # type: ignore[arg-type]
+
+
+def _check_items(items: Iterable[object], depth: int) -> None:
+    # Hot loop (every value of every write): the common leaf types are tested first,
+    # each with one identity check; anything unusual goes to _check_scalar for the
+    # precise error.
+    for item in items:
+        kind = type(item)
+        if kind is str:
+            continue
+        if kind is int:
+            if _INT_MIN <= item <= _INT_MAX:  # type: ignore[operator]
+                continue
+        elif kind is float:
+            if item - item == 0.0:  # type: ignore[operator]  # false for NaN and +-inf
+                continue
+        elif kind is dict or kind is list or kind is tuple:
+            _check_container(item, depth + 1)
+            continue
+        elif item is None or kind is bool:
+            continue
+        _check_scalar(item)

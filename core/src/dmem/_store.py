@@ -225,7 +225,11 @@ class Store:
             if not isinstance(pair, tuple) or len(pair) != 2:
                 raise InvalidArgumentError("set_many takes a mapping or (key, value) pairs")
             key, value = pair
-            check_key(key)
+            # check_key's fast path inlined, as in get(): short ASCII keys are the norm.
+            if not (
+                type(key) is str and key.isascii() and 0 < len(key) <= 1024 and "\x00" not in key
+            ):
+                check_key(key)
             encoded[key] = encode(value)
         if not encoded:
             return 0
