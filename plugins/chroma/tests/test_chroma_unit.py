@@ -247,3 +247,21 @@ async def test_call_threads_time_out_and_keep_serving() -> None:
         *(threads.call(lambda i=i: i * i, (), timeout=2.0, what="test") for i in range(50))
     )
     assert results == [i * i for i in range(50)]
+
+
+async def test_a_tag_field_left_by_another_writer_is_never_a_hit(tmp_path: Path) -> None:
+    """A set does not read the old record: a t: field it could not clear must not count."""
+    url = f"chroma:///{tmp_path}"
+    async with dmem.open(url, namespace="tags") as first:
+        await first.set("k", 1, tags={"team": "a", "role": "x"})
+        # A second store, like another process: it has never seen the tag name "team".
+        async with dmem.open(url, namespace="tags") as second:
+            await second.set("k", 2, tags={"role": "y"})
+            for store in (first, second):
+                assert await store.get_tags("k") == {"role": "y"}
+                assert await store.find_by_tag("team", "a") == []
+                assert await store.find_by_tag("role", "x") == []
+                assert await store.find_by_tag("role", "y") == ["k"]
+            await second.set("k", 3)  # untagged: no tags at all
+            assert await first.get_tags("k") == {}
+            assert await first.find_by_tag("role", "y") == []

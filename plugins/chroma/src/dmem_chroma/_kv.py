@@ -7,16 +7,22 @@ constant ``[0.0]`` because Chroma requires one and KV has no use for it):
   any Chroma tool), else ``b``: the bytes in base64. Exactly one is set.
 * ``x``: expiry as Unix epoch milliseconds; ``NO_EXPIRY`` (2**62) for none, so
   "live" is the single filter ``x > now``.
-* ``t:NAME``: the value of tag NAME (``find_by_tag`` is a metadata filter).
+* ``T``: the key's tags as a JSON object: the truth for ``get_tags`` and
+  ``find_by_tag``.
+* ``t:NAME``: the value of tag NAME, so ``find_by_tag`` is a metadata filter;
+  every hit is checked against ``T``.
 * ``w``: a random token written by ``if_not_exists`` (see below).
 
 Chroma has no id range or pattern filter: listing fetches the ids of live
 records (``x > now``, no values), filters them with the core's matcher, then
 reads values in batches. An exact pattern is a lookup by id.
 
-Chroma merges metadata on upsert, so a ``set`` reads the old record's tag
-names first and clears the ones not in the new tags (``None`` deletes a
-metadata key). ``if_not_exists`` uses Chroma's ``add``, which ignores an id
+Chroma merges metadata on upsert, so a ``set`` cannot simply drop the old
+record's ``t:`` fields. Rather than read the old record first (a second round
+trip on every ``set``), it writes ``T`` whole and ``None`` (which deletes a
+metadata key) for every other tag name this provider has seen; a ``t:`` field
+that survives anyway (a name only another process used) is harmless, because
+reads go by ``T``. ``if_not_exists`` uses Chroma's ``add``, which ignores an id
 that exists: after removing the key if it is expired, it adds the record with a
 fresh token and reads the token back; the writer whose token is there won.
 In-process, every read-modify-write runs under one lock per collection.
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import gc
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -47,6 +54,8 @@ NO_EXPIRY = 2**62
 _TAG = "t:"
 _EMBEDDING = [0.0]
 _PURGE_EVERY_MS = 1000
+# Bounds the tag names a provider remembers for clearing (so a set's metadata stays small).
+_MAX_TAG_NAMES = 256
 # scan reads values in batches sized to hold about this many value bytes at once
 # (HTTP responses cost ~15x their payload while parsed, hence the smaller budget).
 _SCAN_BUDGET_LOCAL = 256 * 1024
@@ -77,6 +86,11 @@ def _live(meta: Mapping[str, Any] | None, now: int) -> bool:
 
 
 def _tags(meta: Mapping[str, Any]) -> dict[str, str]:
+    whole = meta.get("T")
+    if isinstance(whole, str):
+        tags: dict[str, str] = json.loads(whole)
+        return tags
+    # A record written before ``T`` existed: its ``t:`` fields are exact.
     return {k[len(_TAG) :]: str(v) for k, v in meta.items() if k.startswith(_TAG)}
 
 
@@ -91,6 +105,8 @@ class ChromaKVProvider:
         self._conn = ChromaConnection(config, "kv")
         self._last_purge = 0
         self._batch = 1000
+        # Tag names seen by this provider: a set clears their t: fields (see above).
+        self._tag_names: set[str] = set()
 
     def __repr__(self) -> str:
         return f"<ChromaKVProvider {self.config.where} namespace={self.namespace!r}>"
@@ -127,23 +143,21 @@ class ChromaKVProvider:
             self._conn.collection.delete(where={"x": {"$lte": now}})
 
     def _record(
-        self,
-        key: str,
-        value: bytes,
-        ttl_ms: int | None,
-        tags: Mapping[str, str],
-        old: Mapping[str, Any] | None,
-        now: int,
+        self, value: bytes, ttl_ms: int | None, tags: Mapping[str, str], now: int
     ) -> dict[str, Any]:
         meta: dict[str, Any] = _encode(value)
         meta["x"] = NO_EXPIRY if ttl_ms is None else now + ttl_ms
+        meta["T"] = json.dumps(tags, ensure_ascii=False)
+        for name in self._tag_names.difference(tags):
+            meta[_TAG + name] = None  # upsert merges: None removes an old tag's field
         for name, tag_value in tags.items():
             meta[_TAG + name] = tag_value
-        if old:
-            for name in old:
-                if name.startswith(_TAG) and name not in meta:
-                    meta[name] = None  # upsert merges: None removes the old tag
+        self._seen(tags)
         return meta
+
+    def _seen(self, tags: Mapping[str, str]) -> None:
+        if len(self._tag_names) < _MAX_TAG_NAMES:
+            self._tag_names.update(tags)
 
     def _upsert(self, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
         for start in range(0, len(items), self._batch):
@@ -164,16 +178,11 @@ class ChromaKVProvider:
         with self._conn.lock:
             now = _now_ms()
             self._maybe_purge(now)
-            keys = [key for key, _ in items]
-            old = self._metas(keys)
             if not if_not_exists:
-                self._upsert(
-                    [
-                        (key, self._record(key, value, ttl_ms, tags, old.get(key), now))
-                        for key, value in items
-                    ]
-                )
+                record = self._record
+                self._upsert([(key, record(value, ttl_ms, tags, now)) for key, value in items])
                 return len(items)
+            old = self._metas([key for key, _ in items])
             todo = [(key, value) for key, value in items if not _live(old.get(key), now)]
             if not todo:
                 return 0
@@ -183,7 +192,7 @@ class ChromaKVProvider:
                 # Only while still expired: another process may have just written it.
                 collection.delete(ids=expired, where={"x": {"$lte": now}})
             token = uuid.uuid4().hex
-            metas = [self._record(key, value, ttl_ms, tags, None, now) for key, value in todo]
+            metas = [self._record(value, ttl_ms, tags, now) for _, value in todo]
             for meta in metas:
                 meta["w"] = token
                 for name in [n for n, v in meta.items() if v is None]:
@@ -332,7 +341,14 @@ class ChromaKVProvider:
     async def find_by_tag(self, name: str, value: str) -> list[str]:
         def work() -> list[str]:
             where = {"$and": [{_TAG + name: value}, {"x": {"$gt": _now_ms()}}]}
-            return list(self._conn.collection.get(where=where, include=[])["ids"])
+            got = self._conn.collection.get(where=where, include=["metadatas"])
+            found = []
+            for key, meta in zip(got["ids"], got["metadatas"] or [], strict=True):
+                tags = _tags(meta or {})
+                self._seen(tags)
+                if tags.get(name) == value:  # not a t: field an overwrite left behind
+                    found.append(key)
+            return found
 
         return await self._conn.run(work)
 
@@ -342,7 +358,9 @@ class ChromaKVProvider:
             if not _live(meta, _now_ms()):
                 raise KeyNotFoundError(f"key {key!r} is not live")
             assert meta is not None
-            return _tags(meta)
+            tags = _tags(meta)
+            self._seen(tags)
+            return tags
 
         return await self._conn.run(work)
 
