@@ -270,9 +270,13 @@ class PostgresProvider:
             args.append(now)
         if tags:
             args += [list(tags), list(tags.values())]
-        written = await self._fetchval(sql, *args)
+        if if_not_exists or tags:
+            written = int(await self._fetchval(sql, *args))
+        else:  # a plain write writes every row and returns nothing (see _pg_sql)
+            await self._execute(sql, *args)
+            written = 1 if single else len(rows[0])
         self._after_write()
-        return int(written)
+        return written
 
     async def set(
         self,
