@@ -178,12 +178,11 @@ class SQLiteProvider:
     ) -> None:
         """Replace the tags of freshly written ``keys`` by ``tags``.
 
-        When the namespace holds no tag rows at all (tags unused), there is nothing to
-        drop, which saves one statement per key on the common path.
+        Callers skip it when there are no new tags and the namespace holds no tag rows at
+        all (``_tags_in_use``): nothing to drop, one statement less on the common path.
         """
         ns = self.namespace
-        if tags or self._tags_in_use(conn):
-            conn.executemany(self._sql.tags_delete.sql, [(ns, key) for key in keys])
+        conn.executemany(self._sql.tags_delete.sql, [(ns, key) for key in keys])
         if tags:
             pairs = list(tags.items())
             conn.executemany(
@@ -268,10 +267,8 @@ class SQLiteProvider:
                 params += (ns, exp, tag_json)
                 conn.execute(self._sql.upsert_rows(size).sql, params)
                 start += size
-            if not tags and not self._tags_in_use(conn):
-                return len(items)
             written = [key for key, _ in items]
-        if written:
+        if written and (tags or self._tags_in_use(conn)):
             self._retag(conn, written, tags)
         return len(written)
 
