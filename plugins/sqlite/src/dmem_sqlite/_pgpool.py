@@ -159,7 +159,11 @@ class ConnectionPool:
     def release(self, conn: asyncpg.Connection, *, broken: bool = False) -> None:
         """Take ``conn`` back; ``broken`` (or closed) connections are terminated."""
         self._deadlines.pop(conn, None)
-        self._overdue.discard(conn)
+        if conn in self._overdue:
+            # The watchdog is cutting it off (its call may have just finished): never hand
+            # it to another caller, whose call the cut-off would kill.
+            self._overdue.discard(conn)
+            broken = True
         if broken or self._closed or conn.is_closed():
             self._count -= 1
             if not conn.is_closed():
