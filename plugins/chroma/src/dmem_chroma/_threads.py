@@ -39,9 +39,11 @@ def _settle(future: asyncio.Future[Any], error: BaseException | None, value: Any
         future.set_result(value)
 
 
-def _expire(future: asyncio.Future[Any], message: str) -> None:
+def _expire(future: asyncio.Future[Any], what: str, timeout: float) -> None:
     if not future.done():
-        future.set_exception(ProviderUnavailableError(message))
+        future.set_exception(
+            ProviderUnavailableError(f"{what} did not answer within {timeout:g} s")
+        )
 
 
 class CallThreads:
@@ -64,9 +66,7 @@ class CallThreads:
         self._queue.put((fn, args, future, loop))
         if self._idle == 0 and len(self._threads) < self._size:
             self._grow()
-        timer = loop.call_later(
-            timeout, _expire, future, f"{what} did not answer within {timeout:g} s"
-        )
+        timer = loop.call_later(timeout, _expire, future, what, timeout)
         try:
             return await future
         finally:
