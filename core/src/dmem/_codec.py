@@ -67,7 +67,7 @@ def encode(value: object) -> bytes:
 
 def decode(data: bytes) -> Any:
     """Decode stored bytes; raises :class:`CorruptValueError` when they are not a dmem value."""
-    if data[:1] == MARKER:
+    if data and data[0] == 0:  # MARKER; an int compare, no slice to allocate
         tag = data[:2]
         if tag == BYTES_TAG:
             return data[2:]

@@ -124,10 +124,7 @@ class Store:
         """The value of ``key``, or ``default`` when it is not live."""
         if self._state != _OPEN:
             raise self._not_open()
-        # Inlined fast path of check_key for short ASCII keys (the common case);
-        # anything else takes the full check, which raises or accepts.
-        if not (type(key) is str and key.isascii() and 0 < len(key) <= 1024 and "\x00" not in key):
-            check_key(key)
+        check_key(key)
         try:
             data = await self._top.get(key)
         except DmemError:
@@ -225,11 +222,7 @@ class Store:
             if not isinstance(pair, tuple) or len(pair) != 2:
                 raise InvalidArgumentError("set_many takes a mapping or (key, value) pairs")
             key, value = pair
-            # check_key's fast path inlined, as in get(): short ASCII keys are the norm.
-            if not (
-                type(key) is str and key.isascii() and 0 < len(key) <= 1024 and "\x00" not in key
-            ):
-                check_key(key)
+            check_key(key)
             encoded[key] = encode(value)
         if not encoded:
             return 0

@@ -26,6 +26,10 @@ MAX_TTL_SECONDS = 10 * 365.25 * 24 * 3600  # ten years
 
 def check_key(key: object) -> None:
     """Raise :class:`InvalidKeyError` unless ``key`` is a valid key (CONTRACT.md, "Keys")."""
+    # Fast path, one expression: short ASCII keys without NUL are the norm (every key of
+    # every call passes here); anything else gets the full check and its precise message.
+    if type(key) is str and key.isascii() and 0 < len(key) <= MAX_KEY_BYTES and "\x00" not in key:
+        return
     problem = _str_problem(key)
     if problem is not None:
         raise InvalidKeyError(f"invalid key {_short(key)}: {problem}")
