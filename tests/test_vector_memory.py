@@ -204,3 +204,40 @@ async def test_unknown_vector_scheme_names_the_extra() -> None:
 async def test_memory_vector_options() -> None:
     with pytest.raises(InvalidArgumentError, match="unknown memory:// vector options"):
         await dmem.open_vector("memory://?bogus=1")
+
+
+@pytest.mark.parametrize(
+    ("vector", "expected"),
+    [
+        ([1, 2.5], (1.0, 2.5)),
+        ((0.5,), (0.5,)),
+        ([1e308, 1e308], (1e308, 1e308)),  # the sum overflows; every element is finite
+        ([0.0, -0.0, 3], (0.0, -0.0, 3.0)),
+    ],
+)
+def test_query_vectors_accepted(vector: Any, expected: tuple[float, ...]) -> None:
+    from dmem.vector._validation import check_vector
+
+    got = check_vector(vector)
+    assert got == expected and all(type(x) is float for x in got)
+
+
+@pytest.mark.parametrize(
+    ("vector", "message"),
+    [
+        ([1.0, math.nan], "non-finite"),
+        ([math.inf, -math.inf], "non-finite"),
+        ([10**400, 1.0], "non-finite"),  # beyond the float range: not an OverflowError
+        ([True, 1.0], "non-number"),
+        (["1", 1.0], "non-number"),
+        ([0, 0.0], "all zeros"),
+        ([], "empty"),
+        ("12", "sequence of numbers"),
+        ([0.5] * 65_537, "dimensions"),
+    ],
+)
+def test_query_vectors_rejected(vector: Any, message: str) -> None:
+    from dmem.vector._validation import check_vector
+
+    with pytest.raises(InvalidArgumentError, match=message):
+        check_vector(vector)

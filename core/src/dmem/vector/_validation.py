@@ -26,6 +26,7 @@ __all__ = [
 MAX_DIMENSION = 65_536
 MAX_K = 10_000
 _INT64 = (-(2**63), 2**63 - 1)
+_PLAIN = frozenset({float, int})  # not bool: type(True) is bool, not int
 
 
 def check_id(record_id: object) -> str:
@@ -49,6 +50,10 @@ def check_vector(vector: object, what: str = "vector") -> tuple[float, ...]:
 
     A zero vector has no direction, so its cosine similarity is undefined.
     """
+    if type(vector) is tuple or type(vector) is list:
+        fast = _plain_floats(vector)
+        if fast is not None:
+            return fast
     if isinstance(vector, (str, bytes)) or not isinstance(vector, Iterable):
         raise InvalidArgumentError(
             f"{what} must be a sequence of numbers, not {type(vector).__name__}"
@@ -58,7 +63,10 @@ def check_vector(vector: object, what: str = "vector") -> tuple[float, ...]:
         # numpy scalars are welcome; bool is not a number here.
         if isinstance(item, bool) or not hasattr(item, "__float__") or isinstance(item, str):
             raise InvalidArgumentError(f"{what} holds a non-number: {item!r}")
-        number = float(item)
+        try:
+            number = float(item)
+        except OverflowError:  # an int beyond the float range
+            number = math.inf
         if not math.isfinite(number):
             raise InvalidArgumentError(f"{what} holds a non-finite number: {item!r}")
         out.append(number)
@@ -69,6 +77,22 @@ def check_vector(vector: object, what: str = "vector") -> tuple[float, ...]:
     if not any(out):
         raise InvalidArgumentError(f"{what} is all zeros: cosine similarity needs a direction")
     return tuple(out)
+
+
+def _plain_floats(vector: list[Any] | tuple[Any, ...]) -> tuple[float, ...] | None:
+    """``vector`` as floats when it is plainly valid (only float and int elements, finite,
+    not all zero, not too long), checked in C; None sends it to the per-element check.
+
+    A NaN or infinite element makes the sum NaN or infinite; so does a finite sum that
+    overflows, which the per-element check then accepts.
+    """
+    if not vector or len(vector) > MAX_DIMENSION or not _PLAIN.issuperset(map(type, vector)):
+        return None
+    try:
+        floats = tuple(map(float, vector))
+    except OverflowError:
+        return None
+    return floats if math.isfinite(sum(floats)) and any(floats) else None
 
 
 def check_metadata(metadata: object) -> dict[str, MetadataValue]:
