@@ -43,9 +43,10 @@ from dmem.provider import Entry
 
 from ._client import ChromaConfig, ChromaConnection
 
-# Records per Chroma call. The embedded client's Rust core holds the GIL for the whole
-# call, so the event loop (in another thread) waits for it: smaller calls keep those
-# pauses near 100 ms instead of seconds, at no measurable cost in throughput.
+# Records per Chroma call. The embedded client holds the GIL for parts of every call (its
+# Python layers, building and converting the batch), so a huge call can still make the event
+# loop (in another thread) wait: smaller calls keep those pauses near 100 ms instead of
+# seconds, at no measurable cost in throughput.
 _CHUNK = 256
 
 __all__ = ["NO_EXPIRY", "ChromaKVProvider"]
