@@ -55,7 +55,7 @@ def encode(value: object) -> bytes:
         _check_scalar(value)
     try:
         out = orjson.dumps(value)
-    except orjson.JSONEncodeError as exc:  # lone surrogates in a nested str or dict key
+    except orjson.JSONEncodeError as exc:  # a dict key that is not a str; lone surrogates
         raise InvalidValueError(f"value cannot be stored: {exc}") from None
     # orjson returns its output in an over-allocated malloc block. A batch keeps a
     # thousand of them alive at once, and glibc then grows and trims the heap on every
@@ -103,21 +103,13 @@ def _check_scalar(value: object) -> None:
 
 
 def _check_container(value: object, depth: int) -> None:
+    # Hot loop (every value of every write), one call per container: the common leaf
+    # types are tested first, each with one identity check; anything unusual goes to
+    # _check_scalar for the precise error. Dict keys are not walked: orjson.dumps, which
+    # runs next and before any I/O, rejects every key that is not exactly a str.
     if depth > MAX_DEPTH:
         raise InvalidValueError(f"value is nested deeper than {MAX_DEPTH} levels")
-    if type(value) is dict:
-        for key in value:
-            if type(key) is not str:
-                raise InvalidValueError(f"dict keys must be str, got {type(key).__name__}")
-        _check_items(value.values(), depth)
-    else:
-        _check_items(value, depth)  # type: ignore[arg-type]
-
-
-def _check_items(items: Iterable[object], depth: int) -> None:
-    # Hot loop (every value of every write): the common leaf types are tested first,
-    # each with one identity check; anything unusual goes to _check_scalar for the
-    # precise error.
+    items: Iterable[object] = value.values() if type(value) is dict else value  # type: ignore[assignment]
     for item in items:
         kind = type(item)
         if kind is str:

@@ -216,19 +216,28 @@ class Store:
         ttl_ms = None if ttl is None else ttl_to_ms(ttl)
         tag_map = check_tags(tags) if tags else {}
         _check_flag(if_not_exists)
-        pairs = items.items() if isinstance(items, Mapping) else items
-        encoded: dict[str, bytes] = {}
-        for pair in pairs:
-            if not isinstance(pair, tuple) or len(pair) != 2:
-                raise InvalidArgumentError("set_many takes a mapping or (key, value) pairs")
-            key, value = pair
-            check_key(key)
-            encoded[key] = encode(value)
-        if not encoded:
+        batch: list[tuple[str, bytes]]
+        if type(items) is dict:
+            # The common case, kept to C-level iteration (map/zip): a plain dict has no
+            # duplicate keys to fold, and no pair to unpack and check. ~0.3 us a pair less.
+            for _ in map(check_key, items):
+                pass
+            batch = list(zip(items, map(encode, items.values()), strict=True))
+        else:
+            pairs = items.items() if isinstance(items, Mapping) else items
+            encoded: dict[str, bytes] = {}
+            for pair in pairs:
+                if not isinstance(pair, tuple) or len(pair) != 2:
+                    raise InvalidArgumentError("set_many takes a mapping or (key, value) pairs")
+                key, value = pair
+                check_key(key)
+                encoded[key] = encode(value)
+            batch = list(encoded.items())
+        if not batch:
             return 0
         try:
             return await self._top.set_many(
-                list(encoded.items()), ttl_ms=ttl_ms, if_not_exists=if_not_exists, tags=tag_map
+                batch, ttl_ms=ttl_ms, if_not_exists=if_not_exists, tags=tag_map
             )
         except DmemError:
             raise
