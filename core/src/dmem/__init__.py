@@ -36,6 +36,7 @@ from .provider import BaseKVProvider, Entry, KVProvider
 from .vector import (
     Embedder,
     HashEmbedder,
+    MiniLMEmbedder,
     VectorMatch,
     VectorProvider,
     VectorRecord,
@@ -46,6 +47,7 @@ from .vector import (
 __all__ = [
     "Embedder",
     "HashEmbedder",
+    "MiniLMEmbedder",
     "VectorMatch",
     "VectorProvider",
     "VectorRecord",

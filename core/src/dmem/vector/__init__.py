@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ._embed import HashEmbedder, resolve_embedder
 from ._memory import MemoryVectorProvider, create_memory_vector_provider
+from ._minilm import MiniLMEmbedder, minilm_installed
 from ._open import make_vector_store, open_vector
 from ._protocol import Embedder, VectorProvider
 from ._store import VectorStore
@@ -34,6 +35,7 @@ __all__ = [
     "HashEmbedder",
     "MemoryVectorProvider",
     "MetadataValue",
+    "MiniLMEmbedder",
     "VectorMatch",
     "VectorProvider",
     "VectorRecord",
@@ -46,6 +48,7 @@ __all__ = [
     "check_vector",
     "create_memory_vector_provider",
     "make_vector_store",
+    "minilm_installed",
     "normalize_where",
     "open_vector",
     "resolve_embedder",
