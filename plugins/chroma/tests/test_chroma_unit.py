@@ -249,6 +249,35 @@ async def test_call_threads_time_out_and_keep_serving() -> None:
     assert results == [i * i for i in range(50)]
 
 
+def test_call_threads_serve_one_loop_after_another() -> None:
+    """Each loop gets its own inbox; a job that outlives its loop does not stop the worker."""
+    import gc
+    import sys
+    import threading
+
+    from dmem_chroma._threads import CallThreads, _EventfdInbox, _inbox
+
+    threads = CallThreads(1, "dmem-chroma-test-loops")
+
+    async def one(i: int) -> int:
+        if sys.platform == "linux":  # the eventfd inbox, not call_soon_threadsafe
+            assert isinstance(_inbox(asyncio.get_running_loop()), _EventfdInbox)
+        return await threads.call(lambda: i * 10, (), timeout=2.0, what="test")
+
+    assert [asyncio.run(one(i)) for i in range(3)] == [0, 10, 20]
+
+    release = threading.Event()
+
+    async def abandon() -> None:
+        with pytest.raises(ProviderUnavailableError):
+            await threads.call(release.wait, (5.0,), timeout=0.1, what="test")
+
+    asyncio.run(abandon())  # its loop closes with the job still running
+    gc.collect()  # the closed loop may go; the running job keeps its inbox alive
+    release.set()
+    assert asyncio.run(one(7)) == 70
+
+
 async def test_a_tag_field_left_by_another_writer_is_never_a_hit(tmp_path: Path) -> None:
     """A set does not read the old record: a t: field it could not clear must not count."""
     url = f"chroma:///{tmp_path}"
