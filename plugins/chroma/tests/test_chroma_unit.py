@@ -278,6 +278,34 @@ def test_call_threads_serve_one_loop_after_another() -> None:
     assert asyncio.run(one(7)) == 70
 
 
+async def test_call_threads_portable_inbox_settles_and_lets_the_loop_go() -> None:
+    """The call_soon_threadsafe inbox (not Linux) settles futures and holds its loop weakly."""
+    import weakref
+
+    from dmem_chroma._threads import _LoopInbox
+
+    loop = asyncio.get_running_loop()
+    inbox = _LoopInbox(loop)
+    done: asyncio.Future[int] = loop.create_future()
+    failed: asyncio.Future[int] = loop.create_future()
+    await asyncio.to_thread(inbox.post, done, None, 42)
+    await asyncio.to_thread(inbox.post, failed, ValueError("boom"), None)
+    assert await done == 42
+    with pytest.raises(ValueError, match="boom"):
+        await failed
+
+    other = asyncio.new_event_loop()
+    gone = weakref.ref(other)
+    orphan = _LoopInbox(other)
+    other.close()
+    del other
+    import gc
+
+    gc.collect()
+    assert gone() is None  # the inbox did not keep it alive
+    orphan.post(loop.create_future(), None, 1)  # and posting to it is a quiet no-op
+
+
 async def test_a_tag_field_left_by_another_writer_is_never_a_hit(tmp_path: Path) -> None:
     """A set does not read the old record: a t: field it could not clear must not count."""
     url = f"chroma:///{tmp_path}"

@@ -92,12 +92,15 @@ class _LoopInbox:
     __slots__ = ("_loop",)
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        # Weak: this inbox is the loop's value in _INBOXES, which must not keep it alive.
+        self._loop = weakref.ref(loop)
 
     def post(self, future: asyncio.Future[Any], error: BaseException | None, value: Any) -> None:
-        # RuntimeError: that loop is closed, so nobody is waiting any more.
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(_settle, future, error, value)
+        loop = self._loop()
+        # Gone, or closed (RuntimeError): nobody is waiting any more.
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, future, error, value)
 
 
 _INBOXES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Inbox] = weakref.WeakKeyDictionary()
