@@ -5,7 +5,9 @@
 Everything is embedded (a SQLite file and a Chroma directory under DATA_DIR,
 default ./dmem-data): no server. Text queries use the built-in "hash"
 embedder, a deterministic, lexical stand-in for a model embedder (dmem never
-downloads a model); plug in a real one through the dmem_register_embedders hook.
+downloads a model). For meaning rather than shared words, pip install 'dmem[minilm]'
+and pass embedder="minilm", or plug in another model through the
+dmem_register_embedders hook.
 """
 
 from __future__ import annotations
