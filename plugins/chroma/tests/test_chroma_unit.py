@@ -322,3 +322,65 @@ async def test_a_tag_field_left_by_another_writer_is_never_a_hit(tmp_path: Path)
             await second.set("k", 3)  # untagged: no tags at all
             assert await first.get_tags("k") == {}
             assert await first.find_by_tag("role", "y") == []
+
+
+class _PublicOnly:
+    """A real collection seen without its client's bindings (as the HTTP client is)."""
+
+    def __init__(self, collection: Any) -> None:
+        self._collection = collection
+
+    def get(self, **kwargs: Any) -> Any:
+        return self._collection.get(**kwargs)
+
+
+class _BindingsOfAnotherVersion:
+    """A real collection whose bindings' ``get`` takes other arguments than dmem expects."""
+
+    class _Bindings:
+        def get(self, collection_id: str) -> None:
+            raise AssertionError("not reached: the signature does not match")
+
+    class _Client:
+        def __init__(self) -> None:
+            self.bindings = _BindingsOfAnotherVersion._Bindings()
+
+    def __init__(self, collection: Any) -> None:
+        self._collection = collection
+        self._client = self._Client()
+        self.id, self.tenant, self.database = collection.id, collection.tenant, collection.database
+
+    def get(self, **kwargs: Any) -> Any:
+        return self._collection.get(**kwargs)
+
+
+def test_metadata_reader_direct_and_public_agree(tmp_path: Path) -> None:
+    import chromadb
+    from chromadb.config import Settings
+    from dmem_chroma._client import _metadata_reader
+
+    client: Any = chromadb.PersistentClient(
+        path=str(tmp_path), settings=Settings(anonymized_telemetry=False)
+    )
+    try:
+        collection = client.get_or_create_collection("readers", embedding_function=None)
+        metas: list[Any] = [
+            {"v": "1", "x": 2**62},
+            {"b": "AAE=", "x": 5, "T": "{}"},
+            {"v": "é", "t:a:b": "c:d", "x": 2**62},
+        ]
+        collection.upsert(ids=["a", "b", "c"], embeddings=[[0.0]] * 3, metadatas=metas)
+        direct = _metadata_reader(collection)
+        public = _metadata_reader(_PublicOnly(collection))
+        mismatched = _metadata_reader(_BindingsOfAnotherVersion(collection))
+        # This chromadb's embedded client takes the direct path; the others fall back.
+        assert direct.__name__ == "direct"
+        assert public.__name__ == mismatched.__name__ == "public"
+        for ids in (["a"], ["zz"], ["c", "zz", "a", "b"]):
+            expected = collection.get(ids=ids, include=["metadatas"])
+            expected_rows = sorted(zip(expected["ids"], expected["metadatas"], strict=True))
+            for read in (direct, public, mismatched):
+                found, found_metas = read(ids)
+                assert sorted(zip(found, found_metas, strict=True)) == expected_rows
+    finally:
+        client.close()

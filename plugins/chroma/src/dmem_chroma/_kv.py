@@ -126,10 +126,10 @@ class ChromaKVProvider:
     # --- helpers (worker thread) -------------------------------------------------------------
     def _metas(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
+        read = self._conn.read_metadatas
         for start in range(0, len(keys), self._batch):
-            chunk = list(keys[start : start + self._batch])
-            got = self._conn.collection.get(ids=chunk, include=["metadatas"])
-            for key, meta in zip(got["ids"], got["metadatas"] or [], strict=False):
+            ids, metas = read(keys[start : start + self._batch])
+            for key, meta in zip(ids, metas, strict=False):
                 found[key] = dict(meta or {})
         return found
 
@@ -212,11 +212,11 @@ class ChromaKVProvider:
     # --- reads -----------------------------------------------------------------------------
     async def get(self, key: str) -> bytes | None:
         def work() -> bytes | None:
-            got = self._conn.collection.get(ids=[key], include=["metadatas"])
-            metas = got["metadatas"] or []
-            if not metas or not _live(metas[0], _now_ms()):
+            metas = self._conn.read_metadatas((key,))[1]
+            meta = metas[0] if metas else None
+            if meta is None or not _live(meta, _now_ms()):
                 return None
-            return _decode(metas[0])
+            return _decode(meta)
 
         return await self._conn.run(work)
 
