@@ -68,3 +68,12 @@ def test_suite_catches_bug(bug: str, monkeypatch: pytest.MonkeyPatch) -> None:
         f"bug {bug!r}: expected failed clauses {sorted(EXPECTED[bug])}, "
         f"the suite reported {results.failed}"
     )
+
+
+def test_a_filtered_cli_run_says_it_is_partial(capsys: pytest.CaptureFixture[str]) -> None:
+    from dmem_conformance.runner import main
+
+    assert main("memory://selftest-partial", "ci", ["-k", "test_if_not_exists_with_ttl"]) == 0
+    out = capsys.readouterr().out
+    assert "passed" in out and "not run" in out
+    assert "partial run:" in out and "no verdict on the whole contract" in out

@@ -71,6 +71,10 @@ class ClauseResults:
     def failed(self) -> list[str]:
         return sorted(n for n, c in self.clauses.items() if c.status == "FAILED")
 
+    def not_run(self) -> list[str]:
+        """Contract clauses that no test reported on (a filtered run)."""
+        return [n for n in CLAUSES if not (n in self.clauses and self.clauses[n].status)]
+
     def table(self, *, title: str = "dmem conformance", all_clauses: bool = True) -> str:
         """The clause table; with ``all_clauses`` the clauses no test reported on show too."""
         names = list(CLAUSES) if all_clauses else [n for n in CLAUSES if n in self.clauses]
