@@ -255,13 +255,14 @@ def test_call_threads_serve_one_loop_after_another() -> None:
     import sys
     import threading
 
-    from dmem_chroma._threads import CallThreads, _EventfdInbox, _inbox
+    from dmem.threads import _EventfdInbox, loop_inbox
+    from dmem_chroma._threads import CallThreads
 
     threads = CallThreads(1, "dmem-chroma-test-loops")
 
     async def one(i: int) -> int:
         if sys.platform == "linux":  # the eventfd inbox, not call_soon_threadsafe
-            assert isinstance(_inbox(asyncio.get_running_loop()), _EventfdInbox)
+            assert isinstance(loop_inbox(asyncio.get_running_loop()), _EventfdInbox)
         return await threads.call(lambda: i * 10, (), timeout=2.0, what="test")
 
     assert [asyncio.run(one(i)) for i in range(3)] == [0, 10, 20]
@@ -276,34 +277,6 @@ def test_call_threads_serve_one_loop_after_another() -> None:
     gc.collect()  # the closed loop may go; the running job keeps its inbox alive
     release.set()
     assert asyncio.run(one(7)) == 70
-
-
-async def test_call_threads_portable_inbox_settles_and_lets_the_loop_go() -> None:
-    """The call_soon_threadsafe inbox (not Linux) settles futures and holds its loop weakly."""
-    import weakref
-
-    from dmem_chroma._threads import _LoopInbox
-
-    loop = asyncio.get_running_loop()
-    inbox = _LoopInbox(loop)
-    done: asyncio.Future[int] = loop.create_future()
-    failed: asyncio.Future[int] = loop.create_future()
-    await asyncio.to_thread(inbox.post, done, None, 42)
-    await asyncio.to_thread(inbox.post, failed, ValueError("boom"), None)
-    assert await done == 42
-    with pytest.raises(ValueError, match="boom"):
-        await failed
-
-    other = asyncio.new_event_loop()
-    gone = weakref.ref(other)
-    orphan = _LoopInbox(other)
-    other.close()
-    del other
-    import gc
-
-    gc.collect()
-    assert gone() is None  # the inbox did not keep it alive
-    orphan.post(loop.create_future(), None, 1)  # and posting to it is a quiet no-op
 
 
 async def test_a_tag_field_left_by_another_writer_is_never_a_hit(tmp_path: Path) -> None:

@@ -7,50 +7,28 @@ future and (for the timeout) a task per call; measured here, a no-op round trip 
 ~300 µs in-process, so the difference decides whether dmem keeps up with the raw client.
 
 A job is ``(fn, args, future, inbox)`` on a ``SimpleQueue``; a worker runs it and posts
-the outcome to the caller's loop through that loop's inbox. On Linux the inbox is a deque
-plus an ``eventfd`` the loop watches (``add_reader``): the worker appends and writes the
-eventfd, the loop drains both. That wakes the loop ~15 µs sooner than
-``call_soon_threadsafe``, whose self-pipe is a socket (measured here: a no-op round trip
-22 µs against 35 µs at best, 53-66 µs against 70-83 µs typical). Elsewhere, or on a loop
-without ``add_reader``, the inbox is ``call_soon_threadsafe``. The timeout is one timer on
-the loop that fails the future with ``ProviderUnavailableError``; a job that outlives it
-still finishes in its thread, and its result is dropped.
+the outcome to the caller's loop through that loop's inbox (:func:`dmem.threads.loop_inbox`:
+an ``eventfd`` the loop watches on Linux, ~15 µs quicker than ``call_soon_threadsafe``). The
+timeout is one timer on the loop that fails the future with ``ProviderUnavailableError``; a
+job that outlives it still finishes in its thread, and its result is dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
-import os
 import queue
 import threading
-import weakref
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from dmem import ProviderUnavailableError
+from dmem.threads import LoopInbox, loop_inbox
 
 __all__ = ["CallThreads"]
 
 T = TypeVar("T")
 
-
-class _Inbox(Protocol):
-    def post(self, future: asyncio.Future[Any], error: BaseException | None, value: Any) -> None:
-        """Called in a worker thread: settle ``future`` on its loop's thread."""
-
-
-_Job = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]", _Inbox]
-
-
-def _settle(future: asyncio.Future[Any], error: BaseException | None, value: Any) -> None:
-    if future.done():  # timed out or cancelled meanwhile
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(value)
+_Job = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]", LoopInbox]
 
 
 def _expire(future: asyncio.Future[Any], what: str, timeout: float) -> None:
@@ -58,68 +36,6 @@ def _expire(future: asyncio.Future[Any], what: str, timeout: float) -> None:
         future.set_exception(
             ProviderUnavailableError(f"{what} did not answer within {timeout:g} s")
         )
-
-
-class _EventfdInbox:
-    """One loop's finished jobs: workers append and bump an eventfd the loop reads."""
-
-    __slots__ = ("__weakref__", "_done", "_fd")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._done: collections.deque[tuple[asyncio.Future[Any], BaseException | None, Any]]
-        self._done = collections.deque()
-        self._fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        # Closed when the last holder goes: the loop (through its reader) and any job still
-        # running, so a late worker never writes to a closed, perhaps reused, descriptor.
-        weakref.finalize(self, os.close, self._fd)
-        loop.add_reader(self._fd, self._drain)
-
-    def post(self, future: asyncio.Future[Any], error: BaseException | None, value: Any) -> None:
-        self._done.append((future, error, value))  # before the write: no lost wake-up
-        os.eventfd_write(self._fd, 1)
-
-    def _drain(self) -> None:
-        with contextlib.suppress(BlockingIOError):
-            os.eventfd_read(self._fd)  # resets the counter
-        done = self._done
-        while done:
-            _settle(*done.popleft())
-
-
-class _LoopInbox:
-    """The portable inbox: ``call_soon_threadsafe``."""
-
-    __slots__ = ("_loop",)
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        # Weak: this inbox is the loop's value in _INBOXES, which must not keep it alive.
-        self._loop = weakref.ref(loop)
-
-    def post(self, future: asyncio.Future[Any], error: BaseException | None, value: Any) -> None:
-        loop = self._loop()
-        # Gone, or closed (RuntimeError): nobody is waiting any more.
-        if loop is not None:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_settle, future, error, value)
-
-
-_INBOXES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Inbox] = weakref.WeakKeyDictionary()
-_INBOXES_GUARD = threading.Lock()
-
-
-def _inbox(loop: asyncio.AbstractEventLoop) -> _Inbox:
-    inbox = _INBOXES.get(loop)
-    if inbox is None:
-        with _INBOXES_GUARD:
-            inbox = _INBOXES.get(loop)
-            if inbox is None:
-                try:
-                    inbox = _EventfdInbox(loop)
-                except (AttributeError, NotImplementedError, OSError):
-                    # No os.eventfd (not Linux), or a loop without add_reader.
-                    inbox = _LoopInbox(loop)
-                _INBOXES[loop] = inbox
-    return inbox
 
 
 class CallThreads:
@@ -139,7 +55,7 @@ class CallThreads:
         """``fn(*args)`` in a worker; ``ProviderUnavailableError`` after ``timeout`` seconds."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put((fn, args, future, _inbox(loop)))
+        self._queue.put((fn, args, future, loop_inbox(loop)))
         if self._idle == 0 and len(self._threads) < self._size:
             self._grow()
         timer = loop.call_later(timeout, _expire, future, what, timeout)

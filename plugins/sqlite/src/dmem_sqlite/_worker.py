@@ -4,8 +4,9 @@ Why not SQLAlchemy's async engine or aiosqlite: each of their operations crosses
 between the event loop and a thread several times (execute, fetch, commit,
 cursor close). Here a call is a single job: the loop thread puts ``(function,
 args)`` on a queue, the worker runs the whole function (all its statements)
-against its connection, and hands the result back with one
-``call_soon_threadsafe`` per drained batch. The event loop never blocks on SQLite.
+against its connection, and hands the results back with one wake-up of each caller's
+loop per drained batch (:func:`dmem.threads.loop_inbox`: an ``eventfd`` on Linux, ~15 µs
+quicker than ``call_soon_threadsafe``). The event loop never blocks on SQLite.
 
 Group commit: the worker drains whatever is queued. Consecutive write jobs run
 in one ``BEGIN IMMEDIATE`` ... ``COMMIT`` (so concurrent writers share one fsync);
@@ -27,6 +28,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from dmem import DmemError, NotInitializedError, ProviderError, ProviderUnavailableError
+from dmem.threads import LoopInbox, Outcome, loop_inbox
 
 __all__ = ["Worker", "map_error"]
 
@@ -35,11 +37,9 @@ T = TypeVar("T")
 _MAX_GROUP = 256  # jobs per drained batch: bounds one transaction's size and latency
 _STOP = object()
 
-# A job: (function, args, is_write, future, loop)
-_Job = tuple[
-    Callable[..., Any], tuple[Any, ...], bool, "asyncio.Future[Any]", asyncio.AbstractEventLoop
-]
-_Result = tuple["asyncio.Future[Any]", "BaseException | None", Any]
+# A job: (function, args, is_write, future, the caller's loop inbox)
+_Job = tuple[Callable[..., Any], tuple[Any, ...], bool, "asyncio.Future[Any]", LoopInbox]
+_Result = Outcome
 
 _UNAVAILABLE_HINTS = (
     "database is locked",
@@ -69,16 +69,6 @@ def map_error(exc: BaseException, where: str) -> BaseException:
         mapped = ProviderError(f"{where}: sqlite3.{type(exc).__name__}: {text}")
     mapped.__cause__ = exc
     return mapped
-
-
-def _deliver(results: list[_Result]) -> None:
-    for future, error, value in results:
-        if future.cancelled():
-            continue
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(value)
 
 
 class Worker:
@@ -117,7 +107,7 @@ class Worker:
             raise NotInitializedError("the SQLite store is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put((fn, args, write, future, loop))
+        self._queue.put((fn, args, write, future, loop_inbox(loop)))
         return future
 
     async def stop(self) -> None:
@@ -127,7 +117,7 @@ class Worker:
         self._stopped = True
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._queue.put((_STOP, (), False, future, loop))
+        self._queue.put((_STOP, (), False, future, loop_inbox(loop)))
         await future
 
     # --- the thread ----------------------------------------------------------------------
@@ -150,13 +140,13 @@ class Worker:
 
     def _process(self, batch: list[_Job]) -> bool:
         """Run a drained batch in order; True when a stop request was among it."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[_Result]] = {}
+        by_loop: dict[LoopInbox, list[_Result]] = {}
         stop = False
         i, n = 0, len(batch)
         while i < n:
             job = batch[i]
-            fn, _args, write, future, loop = job
-            out = by_loop.setdefault(loop, [])
+            fn, _args, write, future, inbox = job
+            out = by_loop.setdefault(inbox, [])
             if fn is _STOP:
                 self._close()
                 out.append((future, None, None))
@@ -171,15 +161,13 @@ class Worker:
             else:
                 out.append(self._run_one(job))
                 i += 1
-        for loop, results in by_loop.items():
+        for inbox, results in by_loop.items():
             if results:
-                # RuntimeError: that loop is closed, so nobody is waiting any more.
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(_deliver, results)
+                inbox.post_many(results)
         return stop
 
     def _run_one(self, job: _Job) -> _Result:
-        fn, args, _write, future, _loop = job
+        fn, args, _write, future, _inbox = job
         conn = self._conn
         if conn is None:
             return future, self._open_error, None
@@ -188,9 +176,7 @@ class Worker:
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
             return future, map_error(exc, self._where), None
 
-    def _run_writes(
-        self, jobs: list[_Job], by_loop: dict[asyncio.AbstractEventLoop, list[_Result]]
-    ) -> None:
+    def _run_writes(self, jobs: list[_Job], by_loop: dict[LoopInbox, list[_Result]]) -> None:
         conn = self._conn
         if conn is None:
             for job in jobs:
@@ -224,7 +210,7 @@ class Worker:
                 conn.execute("ROLLBACK")
 
     def _write_alone(self, job: _Job, conn: sqlite3.Connection) -> _Result:
-        fn, args, _write, future, _loop = job
+        fn, args, _write, future, _inbox = job
         try:
             self._begin(conn)
             value = fn(conn, *args)
@@ -238,7 +224,7 @@ class Worker:
         values: list[Any] = []
         try:
             self._begin(conn)
-            for fn, args, _write, _future, _loop in jobs:
+            for fn, args, _write, _future, _inbox in jobs:
                 values.append(fn(conn, *args))
             conn.execute("COMMIT")
         except BaseException:  # noqa: BLE001 - retried one by one below
