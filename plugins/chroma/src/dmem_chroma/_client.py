@@ -292,8 +292,8 @@ def _metadata_reader(collection: Any) -> MetadataReader:
 
     In the embedded client, ``Collection.get`` spends ~45 µs of Python (argument
     validation, a telemetry event even when telemetry is off, result wrapping) around a
-    ~500 µs call into its Rust bindings, all of it holding the GIL in dmem's worker
-    thread; a KV ``get`` pays it on every call. The ids come from the core, already
+    ~500 µs call into its Rust bindings (measured here), and a KV ``get`` pays it on every
+    call, on top of the hand-off to the worker thread. The ids come from the core, already
     checked, so this calls the bindings' ``get`` directly, by keyword. That is chromadb's
     internal API: it is used only if one probe call at open succeeds (any error, say a
     changed signature, and this falls back to the public ``Collection.get``), and the
