@@ -39,7 +39,6 @@ _STOP = object()
 
 # A job: (function, args, is_write, future, the caller's loop inbox)
 _Job = tuple[Callable[..., Any], tuple[Any, ...], bool, "asyncio.Future[Any]", LoopInbox]
-_Result = Outcome
 
 _UNAVAILABLE_HINTS = (
     "database is locked",
@@ -140,13 +139,13 @@ class Worker:
 
     def _process(self, batch: list[_Job]) -> bool:
         """Run a drained batch in order; True when a stop request was among it."""
-        by_loop: dict[LoopInbox, list[_Result]] = {}
+        by_inbox: dict[LoopInbox, list[Outcome]] = {}
         stop = False
         i, n = 0, len(batch)
         while i < n:
             job = batch[i]
             fn, _args, write, future, inbox = job
-            out = by_loop.setdefault(inbox, [])
+            out = by_inbox.setdefault(inbox, [])
             if fn is _STOP:
                 self._close()
                 out.append((future, None, None))
@@ -156,17 +155,17 @@ class Worker:
                 j = i + 1
                 while j < n and batch[j][2] and batch[j][0] is not _STOP:
                     j += 1
-                self._run_writes(batch[i:j], by_loop)
+                self._run_writes(batch[i:j], by_inbox)
                 i = j
             else:
                 out.append(self._run_one(job))
                 i += 1
-        for inbox, results in by_loop.items():
+        for inbox, results in by_inbox.items():
             if results:
                 inbox.post_many(results)
         return stop
 
-    def _run_one(self, job: _Job) -> _Result:
+    def _run_one(self, job: _Job) -> Outcome:
         fn, args, _write, future, _inbox = job
         conn = self._conn
         if conn is None:
@@ -176,18 +175,18 @@ class Worker:
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
             return future, map_error(exc, self._where), None
 
-    def _run_writes(self, jobs: list[_Job], by_loop: dict[LoopInbox, list[_Result]]) -> None:
+    def _run_writes(self, jobs: list[_Job], by_inbox: dict[LoopInbox, list[Outcome]]) -> None:
         conn = self._conn
         if conn is None:
             for job in jobs:
-                by_loop.setdefault(job[4], []).append((job[3], self._open_error, None))
+                by_inbox.setdefault(job[4], []).append((job[3], self._open_error, None))
             return
         if len(jobs) == 1:
             results = [self._write_alone(jobs[0], conn)]
         else:
             results = self._write_group(jobs, conn)
         for job, result in zip(jobs, results, strict=True):
-            by_loop.setdefault(job[4], []).append(result)
+            by_inbox.setdefault(job[4], []).append(result)
 
     def _begin(self, conn: sqlite3.Connection) -> None:
         # IMMEDIATE takes the write lock up front: a deferred transaction that reads and
@@ -209,7 +208,7 @@ class Worker:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
 
-    def _write_alone(self, job: _Job, conn: sqlite3.Connection) -> _Result:
+    def _write_alone(self, job: _Job, conn: sqlite3.Connection) -> Outcome:
         fn, args, _write, future, _inbox = job
         try:
             self._begin(conn)
@@ -220,7 +219,7 @@ class Worker:
             return future, map_error(exc, self._where), None
         return future, None, value
 
-    def _write_group(self, jobs: list[_Job], conn: sqlite3.Connection) -> list[_Result]:
+    def _write_group(self, jobs: list[_Job], conn: sqlite3.Connection) -> list[Outcome]:
         values: list[Any] = []
         try:
             self._begin(conn)
