@@ -3,7 +3,10 @@
 Each row runs the dmem call and the reference call in interleaved rounds (so
 a noisy neighbour hurts both alike), keeps the best round of each, and prints
 ops/s, the ratio dmem/reference (higher is better for dmem) and, when a
-target is given, whether the ratio meets it. The verdict is on the best rounds;
+target is given, whether the ratio meets it. Rounds go on past the minimum count
+until the row has run for ``min_seconds``: on this VM the host slows everything
+down in spells of 0.1-2 s (pure-Python code by up to 1.9x), and a row shorter than
+one spell can spend all of one side's rounds inside it. The verdict is on the best rounds;
 the ratio of the median rounds is printed beside it, because on a noisy machine
 one lucky round of either side moves the best-round ratio more than the median.
 Benchmarks are not tests: they print, and exit non-zero only when asked to check
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 __all__ = ["Bench", "Row", "parse_args"]
 
 AsyncOp = Callable[[], Awaitable[object]]
+_MAX_ROUNDS = 200  # a bound on the time-driven rounds when one round is very short
 
 
 @dataclass
@@ -63,9 +67,10 @@ async def _time_round(op: AsyncOp, ops: int) -> float:
 class Bench:
     """A table of dmem-vs-reference rows for one backend."""
 
-    def __init__(self, title: str, *, rounds: int = 5) -> None:
+    def __init__(self, title: str, *, rounds: int = 5, min_seconds: float = 3.0) -> None:
         self.title = title
         self.rounds = rounds
+        self.min_seconds = min_seconds
         self.rows: list[Row] = []
 
     async def compare(
@@ -90,7 +95,10 @@ class Bench:
             await reference_op()
         dmem_times: list[float] = []
         ref_times: list[float] = []
-        for _ in range(self.rounds):
+        start = time.perf_counter()
+        while len(dmem_times) < self.rounds or (
+            time.perf_counter() - start < self.min_seconds and len(dmem_times) < _MAX_ROUNDS
+        ):
             dmem_times.append(await _time_round(dmem_op, ops))
             ref_times.append(await _time_round(reference_op, ops))
         row = Row(

@@ -78,7 +78,11 @@ def _raw_client(url: str) -> Any:
 
 
 async def bench_mode(title: str, url: str, quick: bool) -> Bench:
-    bench = Bench(f"dmem-chroma vs raw chromadb ({title})", rounds=2 if quick else 7)
+    bench = Bench(
+        f"dmem-chroma vs raw chromadb ({title})",
+        rounds=2 if quick else 7,
+        min_seconds=0 if quick else 3.0,
+    )
     rng = random.Random(1)
     ops = 100 if quick else 300
 

@@ -45,7 +45,11 @@ def _agent_json(size: int) -> dict[str, Any]:
 async def main() -> bool:
     args = parse_args(__doc__ or "")
     ops = 5_000 if args.quick else 50_000
-    bench = Bench("core: memory backend, cache, compression", rounds=3 if args.quick else 7)
+    bench = Bench(
+        "core: memory backend, cache, compression",
+        rounds=3 if args.quick else 7,
+        min_seconds=0 if args.quick else 3.0,
+    )
 
     table = {"user:1": b'{"name":"Ada"}'}
 

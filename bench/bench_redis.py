@@ -81,7 +81,11 @@ async def run(url: str, quick: bool) -> bool:
 
     ops = 1_000 if quick else 4_000
     batch_ops = 200 if quick else 800
-    bench = Bench("dmem-redis vs redis-py and aiocache", rounds=3 if quick else 7)
+    bench = Bench(
+        "dmem-redis vs redis-py and aiocache",
+        rounds=3 if quick else 7,
+        min_seconds=0 if quick else 3.0,
+    )
     host_port = url.split("://", 1)[1].split("/", 1)[0]
     host, port = host_port.rsplit(":", 1)
 

@@ -60,7 +60,11 @@ async def bench_sqlite(args: argparse.Namespace, tmp: Path) -> Bench:
 
     rounds = 2 if args.quick else 5
     ops = 300 if args.quick else 2000
-    bench = Bench(f"SQLite file, WAL, synchronous={args.synchronous}", rounds=rounds)
+    bench = Bench(
+        f"SQLite file, WAL, synchronous={args.synchronous}",
+        rounds=rounds,
+        min_seconds=0 if args.quick else 3.0,
+    )
     sync_pragma = f"PRAGMA synchronous={args.synchronous.upper()}"
 
     kv = await dmem.open(f"sqlite:///{tmp / 'dmem.db'}", synchronous=args.synchronous)
@@ -185,7 +189,7 @@ async def bench_postgres(args: argparse.Namespace, url: str) -> Bench:
 
     rounds = 2 if args.quick else 5
     ops = 300 if args.quick else 2000
-    bench = Bench("PostgreSQL (asyncpg)", rounds=rounds)
+    bench = Bench("PostgreSQL (asyncpg)", rounds=rounds, min_seconds=0 if args.quick else 3.0)
     kv = await dmem.open(url, table="dmem_bench", namespace="bench")
     conn = await asyncpg.connect(url)
     await conn.execute(
