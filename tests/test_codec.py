@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 from dmem import CorruptValueError, InvalidValueError, decode, encode
+from dmem._codec import encode_many
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -69,30 +70,55 @@ def test_bytes_carry_a_marker() -> None:
     assert encode(b"{}") == b"\x00B{}"
 
 
-@pytest.mark.parametrize(
-    "value",
-    [
-        math.nan,
-        math.inf,
-        -math.inf,
-        [1, math.nan],
-        {"a": {"b": math.inf}},
-        {1: "x"},
-        {"a": {(1, 2): 3}},
-        "\ud800",
-        ["\udfff"],
-        {"\ud800": 1},
-        2**63,
-        -(2**63) - 1,
-        [b"nested bytes"],
-        {1.5},
-        object(),
-        1 + 2j,
-    ],
-)
+UNSTORABLE = [
+    math.nan,
+    math.inf,
+    -math.inf,
+    [1, math.nan],
+    {"a": {"b": math.inf}},
+    {1: "x"},
+    {"a": {(1, 2): 3}},
+    "\ud800",
+    ["\udfff"],
+    {"\ud800": 1},
+    2**63,
+    -(2**63) - 1,
+    [b"nested bytes"],
+    {1.5},
+    object(),
+    1 + 2j,
+]
+
+
+@pytest.mark.parametrize("value", UNSTORABLE)
 def test_unstorable_values_raise(value: Any) -> None:
     with pytest.raises(InvalidValueError):
         encode(value)
+
+
+@given(st.lists(json_values | st.binary(), max_size=8))
+def test_encode_many_is_encode_of_each(values: list[Any]) -> None:
+    assert encode_many(values) == [encode(value) for value in values]
+    containers = [value for value in values if isinstance(value, (list, dict))]
+    assert encode_many(containers) == [encode(value) for value in containers]
+    assert encode_many(tuple(containers)) == [encode(value) for value in containers]
+
+
+@pytest.mark.parametrize("value", UNSTORABLE)
+@pytest.mark.parametrize("place", ["top", "inside a dict", "inside a list"])
+def test_encode_many_rejects_what_encode_rejects(value: Any, place: str) -> None:
+    bad = {"top": value, "inside a dict": {"x": value}, "inside a list": [1, value]}[place]
+    with pytest.raises(InvalidValueError):
+        encode_many([{"ok": 1}, bad, [2]])
+
+
+def test_encode_many_depth_limit() -> None:
+    ok: Any = 1
+    for _ in range(63):
+        ok = [ok]
+    assert encode_many([{"a": 1}, [ok]]) == [encode({"a": 1}), encode([ok])]
+    with pytest.raises(InvalidValueError):
+        encode_many([{"a": 1}, [[ok]]])
 
 
 def test_depth_limit() -> None:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from ._codec import decode, encode
+from ._codec import decode, encode, encode_many
 from ._health import HealthStatus, redact_url
 from ._pattern import compile_pattern
 from ._validation import check_key, check_tags, ttl_to_ms
@@ -222,7 +222,7 @@ class Store:
             # duplicate keys to fold, and no pair to unpack and check (~0.1 us a pair less).
             for _ in map(check_key, items):
                 pass
-            batch = list(zip(items, map(encode, items.values()), strict=True))
+            batch = list(zip(items, encode_many(items.values()), strict=True))
         else:
             pairs = items.items() if isinstance(items, Mapping) else items
             encoded: dict[str, bytes] = {}
