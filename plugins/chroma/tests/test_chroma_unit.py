@@ -306,12 +306,18 @@ class _PublicOnly:
     def get(self, **kwargs: Any) -> Any:
         return self._collection.get(**kwargs)
 
+    def query(self, **kwargs: Any) -> Any:
+        return self._collection.query(**kwargs)
+
 
 class _BindingsOfAnotherVersion:
     """A real collection whose bindings' ``get`` takes other arguments than dmem expects."""
 
     class _Bindings:
         def get(self, collection_id: str) -> None:
+            raise AssertionError("not reached: the signature does not match")
+
+        def query(self, collection_id: str) -> None:
             raise AssertionError("not reached: the signature does not match")
 
     class _Client:
@@ -325,6 +331,9 @@ class _BindingsOfAnotherVersion:
 
     def get(self, **kwargs: Any) -> Any:
         return self._collection.get(**kwargs)
+
+    def query(self, **kwargs: Any) -> Any:
+        return self._collection.query(**kwargs)
 
 
 def test_metadata_reader_direct_and_public_agree(tmp_path: Path) -> None:
@@ -355,5 +364,48 @@ def test_metadata_reader_direct_and_public_agree(tmp_path: Path) -> None:
             for read in (direct, public, mismatched):
                 found, found_metas = read(ids)
                 assert sorted(zip(found, found_metas, strict=True)) == expected_rows
+    finally:
+        client.close()
+
+
+def test_query_runner_direct_and_public_agree(tmp_path: Path) -> None:
+    import chromadb
+    from chromadb.config import Settings
+    from dmem_chroma._client import _query_runner
+
+    client: Any = chromadb.PersistentClient(
+        path=str(tmp_path), settings=Settings(anonymized_telemetry=False)
+    )
+    try:
+        collection = client.get_or_create_collection(
+            "queries", embedding_function=None, metadata={"hnsw:space": "cosine"}
+        )
+        direct = _query_runner(collection)
+        public = _query_runner(_PublicOnly(collection))
+        mismatched = _query_runner(_BindingsOfAnotherVersion(collection))
+        # This chromadb's embedded client takes the direct path; the others fall back.
+        assert direct.__name__ == "direct"
+        assert public.__name__ == mismatched.__name__ == "public"
+        assert direct([1.0, 0.0, 0.0], 3, None) == ([], [], [], [])  # empty collection
+        collection.upsert(
+            ids=["a", "b", "c"],
+            embeddings=[[1.0, 0.0, 0.0], [0.6, 0.8, 0.0], [0.0, 0.0, 1.0]],
+            metadatas=[{"m:n": 1, "d": True}, {"m:n": 2, "d": False}, {"m:n": 3, "d": True}],
+            documents=["first", "", "third"],
+        )
+        for vector, k, where in (
+            ([1.0, 0.1, 0.0], 2, None),
+            ([0.0, 0.2, 1.0], 10, None),
+            ([1.0, 0.0, 0.0], 3, {"m:n": {"$gte": 2}}),
+            ([1.0, 0.0, 0.0], 3, {"$or": [{"m:n": {"$eq": 1}}, {"m:n": {"$eq": 3}}]}),
+        ):
+            found = [run(vector, k, where) for run in (direct, public, mismatched)]
+            ids, metas, docs, distances = found[0]
+            assert ids and len(ids) == len(metas) == len(docs) == len(distances) <= k
+            for other in found[1:]:
+                assert other[:3] == found[0][:3]
+                assert other[3] == pytest.approx(distances, abs=1e-6)
+        with pytest.raises(Exception, match="dimension"):
+            direct([1.0, 0.0], 1, None)
     finally:
         client.close()

@@ -111,20 +111,13 @@ class ChromaVectorProvider:
         self, vector: tuple[float, ...], k: int, where: Where | None
     ) -> list[VectorMatch]:
         def work() -> list[VectorMatch]:
-            got = self._conn.collection.query(
-                query_embeddings=[list(vector)],
-                n_results=k,
-                where=None if where is None else translate_where(where),
-                include=["metadatas", "documents", "distances"],
+            ids, metas, docs, dists = self._conn.query_nearest(
+                vector, k, None if where is None else translate_where(where)
             )
-            ids = got["ids"][0]
-            metas = (got["metadatas"] or [[]])[0] or [None] * len(ids)
-            docs = (got["documents"] or [[]])[0] or [None] * len(ids)
-            dists = (got["distances"] or [[]])[0]
             out = [
                 VectorMatch(
                     rid,
-                    min(1.0, max(-1.0, 1.0 - float(dist))),
+                    min(1.0, max(-1.0, 1.0 - dist)),
                     _user_metadata(meta),
                     doc if meta and meta.get("d") else None,
                 )
