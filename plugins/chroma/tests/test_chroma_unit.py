@@ -249,6 +249,39 @@ async def test_call_threads_time_out_and_keep_serving() -> None:
     assert results == [i * i for i in range(50)]
 
 
+async def test_call_threads_watchdog_meets_every_deadline() -> None:
+    """One watchdog timer per loop: a short timeout behind a long one still fails in time,
+    timeouts one after another each fail in time, and finished calls leave nothing behind."""
+    import threading
+
+    from dmem_chroma._threads import _WATCHDOGS, CallThreads
+
+    threads = CallThreads(2, "dmem-chroma-test-deadlines")
+    release = threading.Event()
+    slow = asyncio.ensure_future(threads.call(release.wait, (30.0,), timeout=20.0, what="slow"))
+    await asyncio.sleep(0.05)  # the slow call's sweep is now scheduled 20 s ahead
+    for _ in range(2):
+        start = time.perf_counter()
+        with pytest.raises(ProviderUnavailableError, match=r"short did not answer within 0\.2 s"):
+            await threads.call(release.wait, (30.0,), timeout=0.2, what="short")
+        assert 0.15 < time.perf_counter() - start < 1.0
+    # Two at once: the sweep that fails the first must schedule the next for the second.
+    start = time.perf_counter()
+    first, second = await asyncio.gather(
+        threads.call(release.wait, (30.0,), timeout=0.2, what="first"),
+        threads.call(release.wait, (30.0,), timeout=0.5, what="second"),
+        return_exceptions=True,
+    )
+    assert isinstance(first, ProviderUnavailableError)
+    assert isinstance(second, ProviderUnavailableError)
+    assert 0.45 < time.perf_counter() - start < 1.5
+    assert not slow.done()
+    release.set()
+    assert await slow is True  # Event.wait's result: it finished inside its own deadline
+    assert await threads.call(lambda: 7, (), timeout=0.5, what="test") == 7
+    assert not _WATCHDOGS[asyncio.get_running_loop()]._pending
+
+
 def test_call_threads_serve_one_loop_after_another() -> None:
     """Each loop gets its own inbox; a job that outlives its loop does not stop the worker."""
     import gc

@@ -8,16 +8,21 @@ future and (for the timeout) a task per call; measured here, a no-op round trip 
 
 A job is ``(fn, args, future, inbox)`` on a ``SimpleQueue``; a worker runs it and posts
 the outcome to the caller's loop through that loop's inbox (:func:`dmem.threads.loop_inbox`:
-an ``eventfd`` the loop watches on Linux, ~15 µs quicker than ``call_soon_threadsafe``). The
-timeout is one timer on the loop that fails the future with ``ProviderUnavailableError``; a
-job that outlives it still finishes in its thread, and its result is dropped.
+an ``eventfd`` the loop watches on Linux, ~15 µs quicker than ``call_soon_threadsafe``).
+
+Timeouts: not a ``call_later`` timer per call (arming and cancelling one cost 5-12 µs a call,
+measured here), but one :class:`_Watchdog` per loop that knows every call in flight on it and
+keeps one timer, at the earliest deadline. A call past its deadline fails with
+``ProviderUnavailableError``; its job still finishes in its thread, and its result is dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -36,6 +41,65 @@ def _expire(future: asyncio.Future[Any], what: str, timeout: float) -> None:
         future.set_exception(
             ProviderUnavailableError(f"{what} did not answer within {timeout:g} s")
         )
+
+
+class _Watchdog:
+    """The calls in flight on one event loop, and one timer that fails those past deadline.
+
+    Holds no reference to its loop (it is the loop's value in ``_WATCHDOGS``, keyed
+    weakly by the loop): the loop is passed in. A timer is added only for a deadline
+    earlier than every sweep already scheduled, so with one timeout per store a steady
+    stream of calls keeps one timer alive, not one per call. A sweep that finds nothing
+    due (its calls finished) just schedules the next one, if any call is in flight.
+    """
+
+    __slots__ = ("__weakref__", "_next", "_pending")
+
+    def __init__(self) -> None:
+        self._pending: dict[asyncio.Future[Any], tuple[float, str, float]] = {}
+        self._next = math.inf  # when the earliest scheduled sweep runs
+
+    def watch(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[Any],
+        timeout: float,
+        what: str,
+    ) -> None:
+        deadline = loop.time() + timeout
+        self._pending[future] = (deadline, what, timeout)
+        if deadline < self._next:
+            self._schedule(loop, deadline)
+
+    def forget(self, future: asyncio.Future[Any]) -> None:
+        self._pending.pop(future, None)
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        self._next = when
+        loop.call_at(when, self._sweep, loop, when)
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        if when != self._next:
+            return  # superseded: an earlier sweep ran and scheduled its own successor
+        now = max(loop.time(), when)  # the loop may run a timer a clock tick early
+        for future, (deadline, what, timeout) in list(self._pending.items()):
+            if deadline <= now:
+                del self._pending[future]
+                _expire(future, what, timeout)
+        self._next = math.inf
+        if self._pending:
+            self._schedule(loop, min(deadline for deadline, _, _ in self._pending.values()))
+
+
+_WATCHDOGS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watchdog]
+_WATCHDOGS = weakref.WeakKeyDictionary()
+
+
+def _watchdog(loop: asyncio.AbstractEventLoop) -> _Watchdog:
+    watchdog = _WATCHDOGS.get(loop)
+    if watchdog is None:
+        watchdog = _WATCHDOGS[loop] = _Watchdog()
+    return watchdog
 
 
 class CallThreads:
@@ -58,11 +122,12 @@ class CallThreads:
         self._queue.put((fn, args, future, loop_inbox(loop)))
         if self._idle == 0 and len(self._threads) < self._size:
             self._grow()
-        timer = loop.call_later(timeout, _expire, future, what, timeout)
+        watchdog = _watchdog(loop)
+        watchdog.watch(loop, future, timeout, what)
         try:
             return await future
         finally:
-            timer.cancel()
+            watchdog.forget(future)
 
     def _grow(self) -> None:
         with self._guard:
