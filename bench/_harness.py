@@ -4,9 +4,10 @@ Each row runs the dmem call and the reference call in interleaved rounds (so
 a noisy neighbour hurts both alike), keeps the best round of each, and prints
 ops/s, the ratio dmem/reference (higher is better for dmem) and, when a
 target is given, whether the ratio meets it. Rounds go on past the minimum count
-until the row has run for ``min_seconds``: on this VM the host slows everything
-down in spells of 0.1-2 s (pure-Python code by up to 1.9x), and a row shorter than
-one spell can spend all of one side's rounds inside it. The verdict is on the best rounds;
+until the row has run for ``min_seconds``: on the project's VM, Python code slows by
+up to 1.9x in spells of 0.1-2 s (its two vCPUs share one physical core; see
+docs/performance.md), and a row shorter than one spell can spend all of one side's
+rounds inside it. The verdict is on the best rounds;
 the ratio of the median rounds is printed beside it, because on a noisy machine
 one lucky round of either side moves the best-round ratio more than the median.
 Benchmarks are not tests: they print, and exit non-zero only when asked to check

@@ -78,8 +78,8 @@ def encode_many(values: Collection[object]) -> list[bytes]:
     """``[encode(v) for v in values]``, cheaper when every value is a dict, list or tuple.
 
     The batch is walked as one container (each value still at depth 1, as in ``encode``),
-    then each value goes straight to orjson: no per-value dispatch, ~0.25 us a value less
-    (a quarter of the encoding cost of ``set_many``). Every value is checked before this
+    then each value goes straight to orjson: no per-value dispatch, ~0.1 us a value less
+    (0.84 ms against 0.94-1.0 ms for 1,000 agent records). Every value is checked before this
     returns, so a caller still writes nothing when one value is bad. Other batches (top-level
     bytes, str, numbers) take ``encode`` value by value.
     """
