@@ -41,10 +41,19 @@ __all__ = ["RedisProvider"]
 # What a redis-py call can raise; everything else is a bug and propagates as is.
 _ERRORS = (rex.RedisError, OSError, asyncio.TimeoutError)
 _SCAN_COUNT = 1000  # SCAN COUNT hint and get_many's MGET batch size
-# scan() fetches values in smaller MGETs: it holds at most this many values at a time.
-_SCAN_VALUES = 100
+# scan() fetches values in smaller MGETs, sized from the values seen so far to hold about
+# _SCAN_BYTES of values at a time (the client's read buffers hold as much again): few round
+# trips for small values, bounded memory for large ones. The first MGET is small, blind.
+_SCAN_BYTES = 128 * 1024
+_SCAN_FIRST = 16
 _EMPTY: tuple[str, ...] = ()
 _Call = tuple["Script", Sequence[str], Sequence[Any]]  # (script, KEYS, ARGV)
+
+
+def _scan_page(fetched_bytes: int, fetched_keys: int) -> int:
+    """How many values the next MGET of scan() asks for, from the last one's average size."""
+    average = max(1, fetched_bytes // max(1, fetched_keys))
+    return max(1, min(_SCAN_COUNT, _SCAN_BYTES // average))
 
 
 class RedisProvider:
@@ -389,13 +398,18 @@ class RedisProvider:
             if value is not None:
                 yield pattern.literal_prefix, value
             return
+        page = _SCAN_FIRST
         async for batch in self._matching(pattern):
-            for start in range(0, len(batch), _SCAN_VALUES):
-                keys = batch[start : start + _SCAN_VALUES]
+            start = 0
+            while start < len(batch):
+                keys = batch[start : start + page]
+                start += len(keys)
                 try:
                     values = await self._mget(keys)
                 except _ERRORS as exc:
                     raise self._error(exc) from exc
+                size = sum(len(value) for value in values if value is not None)
+                page = _scan_page(size, len(keys))
                 for key, value in zip(keys, values, strict=True):
                     if value is not None:  # deleted or expired since SCAN saw it
                         yield key, value
