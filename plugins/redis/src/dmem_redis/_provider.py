@@ -50,9 +50,9 @@ _EMPTY: tuple[str, ...] = ()
 _Call = tuple["Script", Sequence[str], Sequence[Any]]  # (script, KEYS, ARGV)
 
 
-def _scan_page(fetched_bytes: int, fetched_keys: int) -> int:
+def _scan_page(fetched_bytes: int, fetched_values: int) -> int:
     """How many values the next MGET of scan() asks for, from the last one's average size."""
-    average = max(1, fetched_bytes // max(1, fetched_keys))
+    average = max(1, fetched_bytes // max(1, fetched_values))
     return max(1, min(_SCAN_COUNT, _SCAN_BYTES // average))
 
 
@@ -408,8 +408,9 @@ class RedisProvider:
                     values = await self._mget(keys)
                 except _ERRORS as exc:
                     raise self._error(exc) from exc
-                size = sum(len(value) for value in values if value is not None)
-                page = _scan_page(size, len(keys))
+                sizes = [len(value) for value in values if value is not None]
+                if sizes:  # none found (deleted meanwhile) says nothing about sizes
+                    page = _scan_page(sum(sizes), len(sizes))
                 for key, value in zip(keys, values, strict=True):
                     if value is not None:  # deleted or expired since SCAN saw it
                         yield key, value
