@@ -106,6 +106,48 @@ async def test_expired_rows_are_purged(postgres_url: str) -> None:
         await kv.clear()
 
 
+async def test_tag_rows_follow_every_kind_of_write(postgres_url: str) -> None:
+    """The tags table holds exactly the live keys' tags after each kind of write.
+
+    find_by_tag checks every hit against the row's own tags, so a write that forgets to
+    drop old tag rows never shows in a result: only counting the rows catches it.
+    """
+    import asyncpg
+
+    async with dmem.open(postgres_url, namespace="retag", table="dmem_retag") as kv:
+        await kv.clear()
+        conn = await asyncpg.connect(postgres_url)
+
+        async def tag_rows() -> list[tuple[str, str, str]]:
+            rows = await conn.fetch(
+                "SELECT key, name, value FROM dmem_retag_tags WHERE namespace = 'retag' "
+                "ORDER BY key, name"
+            )
+            return [(row[0], row[1], row[2]) for row in rows]
+
+        try:
+            await kv.set("a", 1, tags={"x": "1", "y": "2"})
+            await kv.set_many({"b": 1, "c": 2}, tags={"x": "1"})
+            assert await tag_rows() == [
+                ("a", "x", "1"),
+                ("a", "y", "2"),
+                ("b", "x", "1"),
+                ("c", "x", "1"),
+            ]
+            await kv.set("a", 2)  # plain single-row write
+            await kv.set("b", 2, tags={"z": "3"})  # new tags replace old ones
+            await kv.set_many({"c": 3})  # plain batch
+            assert await tag_rows() == [("b", "z", "3")]
+            await kv.set("d", 1, ttl=0.01, tags={"x": "1"})
+            await asyncio.sleep(0.05)
+            assert await kv.set("d", 2, if_not_exists=True)  # expired counts as absent
+            await kv.delete("b")
+            assert await tag_rows() == []
+        finally:
+            await conn.close()
+        await kv.clear()
+
+
 async def test_a_statement_past_command_timeout_fails_in_time_and_the_store_recovers(
     postgres_url: str,
 ) -> None:

@@ -64,24 +64,35 @@ class ConnectionPool:
     def size(self) -> int:
         return self._count
 
-    async def acquire(self) -> asyncpg.Connection:
-        """A connection for one call; its deadline runs until :meth:`release`."""
+    def acquire_idle(self) -> asyncpg.Connection | None:
+        """An idle connection for one call without suspending, or None when none is idle.
+
+        Its deadline runs until :meth:`release`. Callers try this before :meth:`acquire`:
+        on the common path it saves creating and awaiting a coroutine (~1 µs a call).
+        """
         if self._closed:
             raise NotInitializedError("the PostgreSQL provider is closed")
         idle = self._idle
-        conn: asyncpg.Connection | None = None
         while idle:
-            candidate = idle.pop()
-            if not candidate.is_closed():
-                conn = candidate
-                break
+            conn = idle.pop()
+            if not conn.is_closed():
+                self._lend(conn)
+                return conn
             self._count -= 1  # died while idle (server restart): forget it
+        return None
+
+    async def acquire(self) -> asyncpg.Connection:
+        """A connection for one call; its deadline runs until :meth:`release`."""
+        conn = self.acquire_idle()
         if conn is None:
             conn = await (self._open(self._timeout) if self._count < self._size else self._wait())
+            self._lend(conn)
+        return conn
+
+    def _lend(self, conn: asyncpg.Connection) -> None:
         self._deadlines[conn] = time.monotonic() + self._call_limit
         if self._watchdog is None:
             self._watchdog = asyncio.get_running_loop().create_task(self._watch())
-        return conn
 
     def overdue(self, conn: asyncpg.Connection) -> bool:
         """Whether the watchdog cut ``conn`` off for running past the statement limit."""
