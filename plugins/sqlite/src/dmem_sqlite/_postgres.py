@@ -50,6 +50,7 @@ _PAGE_ROWS = 512
 _FIRST_PAGE_ROWS = 16
 _PAGE_BYTES = 128 * 1024  # and about this many value bytes at most (one row if bigger)
 _EXECUTE = asyncpg.Connection.execute
+_FETCHROW = asyncpg.Connection.fetchrow
 
 # Errors that mean "the server cannot be reached / the connection is gone".
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -78,6 +79,7 @@ class PostgresProvider:
         self._sql = _statements(config.table)
         # (ns, key, value, exp, tags): the plain single-row write, which set() calls directly.
         self._plain_set = self._sql.writes[False, True, False].sql
+        self._get_sql = self._sql.get.sql
         self._pool: ConnectionPool | None = None
         self._timeout = config.timeout
         self._next_purge = 0.0
@@ -194,7 +196,7 @@ class PostgresProvider:
             pool.release(conn, broken=not healthy)
 
     async def _fetchrow(self, sql: str, *args: Any) -> Any:
-        return await self._call(asyncpg.Connection.fetchrow, sql, args)
+        return await self._call(_FETCHROW, sql, args)
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
         return list(await self._call(asyncpg.Connection.fetch, sql, args))
@@ -224,7 +226,8 @@ class PostgresProvider:
 
     # --- reads ---------------------------------------------------------------------------
     async def get(self, key: str) -> bytes | None:
-        row = await self._fetchrow(self._sql.get.sql, self.namespace, key, now_ms())
+        # _fetchrow spelled out: one coroutine frame less on the most frequent call.
+        row = await self._call(_FETCHROW, self._get_sql, (self.namespace, key, now_ms()))
         return None if row is None else bytes(row[0])
 
     async def get_entry(self, key: str) -> Entry | None:
