@@ -282,6 +282,26 @@ async def test_call_threads_watchdog_meets_every_deadline() -> None:
     assert not _WATCHDOGS[asyncio.get_running_loop()]._pending
 
 
+async def test_call_threads_grow_only_when_every_worker_is_busy() -> None:
+    """One caller calling again as soon as it has its answer keeps one worker busy, not more."""
+    import threading
+
+    from dmem_chroma._threads import CallThreads
+
+    threads = CallThreads(8, "dmem-chroma-test-growth")
+    for i in range(2000):
+        assert await threads.call(lambda i=i: i, (), timeout=2.0, what="test") == i
+    assert len(threads._threads) == 1
+    # Callers at once do start more workers, up to the size.
+    release = threading.Event()
+    waits = [threads.call(release.wait, (5.0,), timeout=3.0, what="test") for _ in range(12)]
+    pending = asyncio.gather(*waits)
+    await asyncio.sleep(0.1)
+    assert len(threads._threads) == 8
+    release.set()
+    assert await pending == [True] * 12
+
+
 def test_call_threads_serve_one_loop_after_another() -> None:
     """Each loop gets its own inbox; a job that outlives its loop does not stop the worker."""
     import gc

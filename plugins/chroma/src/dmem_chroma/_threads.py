@@ -120,7 +120,8 @@ class CallThreads:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put((fn, args, future, loop_inbox(loop)))
-        if self._idle == 0 and len(self._threads) < self._size:
+        # More jobs waiting than idle workers to take them: start one more worker.
+        if self._queue.qsize() > self._idle and len(self._threads) < self._size:
             self._grow()
         watchdog = _watchdog(loop)
         watchdog.watch(loop, future, timeout, what)
@@ -140,15 +141,20 @@ class CallThreads:
 
     def _work(self) -> None:
         get = self._queue.get
+        guard = self._guard
+        with guard:
+            self._idle += 1
         while True:
-            with self._guard:
-                self._idle += 1
             fn, args, future, inbox = get()
-            with self._guard:
+            with guard:
                 self._idle -= 1
             try:
                 value, error = fn(*args), None
             except BaseException as exc:  # noqa: BLE001 - handed to the caller
                 value, error = None, exc
+            # Idle again before the caller hears back: a caller that calls again as soon
+            # as it has its answer must find this thread idle, not start another one.
+            with guard:
+                self._idle += 1
             inbox.post(future, error, value)
             del fn, args, future, inbox, value, error  # hold nothing while idle
