@@ -103,14 +103,19 @@ def _watchdog(loop: asyncio.AbstractEventLoop) -> _Watchdog:
 
 
 class CallThreads:
-    """Up to ``size`` daemon threads, started on first use, shared by every caller."""
+    """Up to ``size`` daemon threads, shared by every caller.
+
+    A thread is started when a call finds more calls in flight (queued or running) than
+    threads: a caller that calls again as soon as it has its answer keeps one thread,
+    and a burst of calls gets up to ``size``.
+    """
 
     def __init__(self, size: int, name: str) -> None:
         self._size = size
         self._name = name
         self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
-        self._idle = 0
+        self._in_flight = 0  # calls queued or running (done once a worker has the result)
         self._guard = threading.Lock()
 
     async def call(
@@ -119,9 +124,12 @@ class CallThreads:
         """``fn(*args)`` in a worker; ``ProviderUnavailableError`` after ``timeout`` seconds."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
+        with self._guard:
+            self._in_flight += 1
+            started = len(self._threads)
+            grow = self._in_flight > started and started < self._size
         self._queue.put((fn, args, future, loop_inbox(loop)))
-        # More jobs waiting than idle workers to take them: start one more worker.
-        if self._queue.qsize() > self._idle and len(self._threads) < self._size:
+        if grow:
             self._grow()
         watchdog = _watchdog(loop)
         watchdog.watch(loop, future, timeout, what)
@@ -142,19 +150,15 @@ class CallThreads:
     def _work(self) -> None:
         get = self._queue.get
         guard = self._guard
-        with guard:
-            self._idle += 1
         while True:
             fn, args, future, inbox = get()
-            with guard:
-                self._idle -= 1
             try:
                 value, error = fn(*args), None
             except BaseException as exc:  # noqa: BLE001 - handed to the caller
                 value, error = None, exc
-            # Idle again before the caller hears back: a caller that calls again as soon
-            # as it has its answer must find this thread idle, not start another one.
+            # Done before the caller hears back: a caller that calls again as soon as it
+            # has its answer must find this thread free, not start another one.
             with guard:
-                self._idle += 1
+                self._in_flight -= 1
             inbox.post(future, error, value)
             del fn, args, future, inbox, value, error  # hold nothing while idle
