@@ -300,6 +300,19 @@ async def test_call_threads_grow_only_when_every_worker_is_busy() -> None:
     assert len(threads._threads) == 8
     release.set()
     assert await pending == [True] * 12
+    # A call right behind a long one, on one free worker, gets a second worker at once
+    # rather than waiting behind the long call (five fresh pools: the race is timing).
+    for round_ in range(5):
+        pair = CallThreads(2, f"dmem-chroma-test-pair-{round_}")
+        assert await pair.call(lambda: 0, (), timeout=2.0, what="test") == 0
+        release.clear()
+        long = asyncio.ensure_future(pair.call(release.wait, (5.0,), timeout=4.0, what="t"))
+        await asyncio.sleep(0)  # the long call is queued
+        start = time.perf_counter()
+        assert await pair.call(lambda: 1, (), timeout=3.0, what="test") == 1
+        assert time.perf_counter() - start < 1.0
+        release.set()
+        assert await long is True
 
 
 def test_call_threads_serve_one_loop_after_another() -> None:
