@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
+from types import MappingProxyType
 from typing import Any
 
 import dmem
@@ -118,6 +120,18 @@ async def test_batches(kv: Store) -> None:
     assert await kv.get_many(["a", "a", "b", "zz"]) == {"a": 3, "b": 2}
     assert await kv.delete_many(["a", "a", "zz"]) == 1
     assert await kv.set_many({}) == 0
+
+
+async def test_set_many_pairs_check_every_value_and_keep_the_last(kv: Store) -> None:
+    """Pairs and non-dict mappings: each value is checked, a repeated key keeps its last."""
+    with pytest.raises(InvalidValueError):
+        await kv.set_many([("a", math.nan), ("a", 1)])  # replaced later, still rejected
+    assert await kv.count() == 0
+    mixed = [("a", {"x": 1}), ("b", "s"), ("a", [2]), ("c", b"\x00")]
+    assert await kv.set_many(mixed) == 3
+    assert await kv.get_many(["a", "b", "c"]) == {"a": [2], "b": "s", "c": b"\x00"}
+    assert await kv.set_many(MappingProxyType({"d": {"k": 1.5}, "e": (1, 2)})) == 2
+    assert await kv.get_many(["d", "e"]) == {"d": {"k": 1.5}, "e": [1, 2]}
 
 
 class Exploding(Wrapper):

@@ -225,14 +225,18 @@ class Store:
             batch = list(zip(items, encode_many(items.values()), strict=True))
         else:
             pairs = items.items() if isinstance(items, Mapping) else items
-            encoded: dict[str, bytes] = {}
+            keys: list[str] = []
+            values: list[Any] = []
             for pair in pairs:
                 if not isinstance(pair, tuple) or len(pair) != 2:
                     raise InvalidArgumentError("set_many takes a mapping or (key, value) pairs")
                 key, value = pair
                 check_key(key)
-                encoded[key] = encode(value)
-            batch = list(encoded.items())
+                keys.append(key)
+                values.append(value)
+            # Every value is checked, also one that a later pair with the same key replaces;
+            # then a key given twice keeps its last value (at its first position).
+            batch = list(dict(zip(keys, encode_many(values), strict=True)).items())
         if not batch:
             return 0
         try:
