@@ -1,6 +1,11 @@
-"""dmem-sqlite at scale: prefix listing and a full scan over 1,000,000 keys in a SQLite file.
+"""dmem-sqlite at scale: prefix listing and a full scan over 1,000,000 keys.
 
     python bench/bench_sqlite_scale.py [--keys 1000000] [--check] [--db PATH]
+    python bench/bench_sqlite_scale.py --postgres [--keys 1000000] [--check]
+
+A SQLite file by default; ``--postgres`` runs the same measures on PostgreSQL through
+the same plugin (a throwaway server from initdb/pg_ctl on PATH, or
+``DMEM_TEST_POSTGRES_URL``; the keys go in a table of their own, dropped at the end).
 
 Targets (issue "SQL backend"): with 1,000,000 keys, ``keys("user:42*")`` answers in
 under 50 ms, and ``scan()`` of everything grows the process's peak memory by under
@@ -15,11 +20,13 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import dmem
@@ -27,6 +34,7 @@ import dmem
 PATTERN = "user:42*"
 LISTING_TARGET_MS = 50.0
 SCAN_TARGET_MB = 100.0
+PG_TABLE = "dmem_scale"  # --postgres: a table of its own, dropped at the end
 VALUE = {"name": "Ada Lovelace", "visits": 12, "tags": ["a", "b"], "score": 0.5}
 
 
@@ -51,6 +59,35 @@ async def _count(url: str) -> int:
 async def _clear(url: str) -> None:
     async with dmem.open(url) as kv:
         await kv.clear()
+
+
+async def _drop_postgres_tables(url: str) -> None:
+    import asyncpg
+
+    server_url = url.split("?", 1)[0]
+    conn = await asyncpg.connect(server_url)
+    try:
+        for suffix in ("_tags", "_meta", ""):
+            await conn.execute(f"DROP TABLE IF EXISTS {PG_TABLE}{suffix}")
+    finally:
+        await conn.close()
+
+
+@contextlib.contextmanager
+def _postgres_url() -> Iterator[str]:
+    """``DMEM_TEST_POSTGRES_URL``, or a throwaway server for the length of the run."""
+    url = os.environ.get("DMEM_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "plugins/sqlite/tests"))
+    from pgserver import PostgresServer
+
+    server = PostgresServer.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
 
 
 async def fill(url: str, count: int) -> float:
@@ -102,10 +139,21 @@ def scan_in_child(url: str) -> dict[str, float]:
     return result
 
 
+def _measure(url: str, keys: int) -> tuple[float, int, dict[str, float]]:
+    """Fill the store unless it holds ``keys`` keys already, then time listing and scan."""
+    if asyncio.run(_count(url)) != keys:
+        asyncio.run(_clear(url))
+        rate = asyncio.run(fill(url, keys))
+        print(f"filled {keys:,} keys at {rate:,.0f} keys/s (set_many of 10,000)")
+    ms, found = asyncio.run(listing(url, keys))
+    return ms, found, scan_in_child(url)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keys", type=int, default=1_000_000)
     parser.add_argument("--db", type=Path, help="reuse (or create) this SQLite file")
+    parser.add_argument("--postgres", action="store_true", help="PostgreSQL instead of SQLite")
     parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
     parser.add_argument("--scan-child", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -113,21 +161,23 @@ def main() -> int:
         print(json.dumps(asyncio.run(_scan_child(args.scan_child))))
         return 0
 
-    with tempfile.TemporaryDirectory(prefix="dmem-scale-") as tmp:
-        db = args.db or Path(tmp) / "scale.db"
-        url = f"sqlite:///{db}"
-        existing = asyncio.run(_count(url))
-        if existing != args.keys:
-            asyncio.run(_clear(url))
-            rate = asyncio.run(fill(url, args.keys))
-            print(f"filled {args.keys:,} keys at {rate:,.0f} keys/s (set_many of 10,000)")
-        size_mb = db.stat().st_size / 2**20
-        ms, found = asyncio.run(listing(url, args.keys))
-        scan = scan_in_child(url)
+    if args.postgres:
+        with _postgres_url() as server_url:
+            url = f"{server_url}{'&' if '?' in server_url else '?'}table={PG_TABLE}"
+            try:
+                ms, found, scan = _measure(url, args.keys)
+            finally:
+                asyncio.run(_drop_postgres_tables(url))
+        where = "PostgreSQL"
+    else:
+        with tempfile.TemporaryDirectory(prefix="dmem-scale-") as tmp:
+            db = args.db or Path(tmp) / "scale.db"
+            ms, found, scan = _measure(f"sqlite:///{db}", args.keys)
+            where = f"SQLite file ({db.stat().st_size / 2**20:,.0f} MB)"
     growth = scan["after_mb"] - scan["before_mb"]
     listing_ok = ms < LISTING_TARGET_MS
     scan_ok = growth < SCAN_TARGET_MB and scan["seen"] == args.keys
-    print(f"\n## SQLite file with {args.keys:,} keys ({size_mb:,.0f} MB)\n")
+    print(f"\n## {where} with {args.keys:,} keys\n")
     print("| measure | result | target | met |")
     print("| --- | ---: | ---: | --- |")
     print(
