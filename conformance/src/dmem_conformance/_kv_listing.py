@@ -11,9 +11,11 @@ from dmem import compile_pattern
 
 from ._base import StorePool, SuiteBase
 from ._marks import clause
-from .strategies import listing_keys, patterns
+from .strategies import pattern_cases
 
 __all__ = ["ListingTests"]
+
+_NFD_E = unicodedata.normalize("NFD", "é")  # two code points: e and a combining accent
 
 
 async def _listing(store: dmem.Store, pattern: str) -> tuple[list[str], int, list[str]]:
@@ -36,10 +38,22 @@ class ListingTests(SuiteBase):
     _dmem_suite_class: ClassVar[bool] = True
 
     # --- patterns ---------------------------------------------------------------------------
-    @clause("patterns.match", given={"data": listing_keys(), "pattern": patterns()})
+    @clause(
+        "patterns.match",
+        given={"case": pattern_cases()},
+        examples=[
+            # '?' is exactly one code point (not zero, not two; é in NFD is two).
+            {"case": ("a?", ["a", "ab", "abc", "aé", "a" + _NFD_E, "a\U0001f600"])},
+            # '*' matches any run, ':' included; a class matches one code point.
+            {"case": ("u*:[a-é]", ["u:a", "u:x:é", "u::", "u:ab", "v:a"])},
+            # Escaped glob characters are literals.
+            {"case": ("\\*\\?\\[", ["*?[", "x?[", "*?", "*?[x"])},
+        ],
+    )
     async def test_patterns_match_core_matcher(
-        self, store: dmem.Store, data: list[str], pattern: str
+        self, store: dmem.Store, case: tuple[str, list[str]]
     ) -> None:
+        pattern, data = case
         if data:
             await store.set_many({key: index for index, key in enumerate(data)})
         matcher = compile_pattern(pattern)

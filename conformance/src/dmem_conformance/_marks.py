@@ -12,10 +12,11 @@ same store, cleared before each example.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any
 
 import pytest
+from hypothesis import example as hypothesis_example
 from hypothesis import given as hypothesis_given
 from hypothesis import settings as hypothesis_settings
 from hypothesis.strategies import SearchStrategy
@@ -46,9 +47,14 @@ def clause(
     *,
     requires: str | Iterable[str] = (),
     given: Mapping[str, SearchStrategy[Any]] | None = None,
+    examples: Sequence[Mapping[str, Any]] = (),
     max_examples: int | None = None,
 ) -> Callable[[AsyncTest], SuiteTest]:
-    """Mark an async suite method as the test of contract clause ``name``."""
+    """Mark an async suite method as the test of contract clause ``name``.
+
+    ``examples``: with ``given``, cases run before the drawn ones under every profile
+    (Hypothesis's ``@example``), for the classic mistakes a clause must always catch.
+    """
     if name not in CLAUSES:
         raise ValueError(f"unknown contract clause {name!r}")
     needs = (requires,) if isinstance(requires, str) else tuple(requires)
@@ -56,13 +62,15 @@ def clause(
         if cap not in CAPABILITIES:
             raise ValueError(f"unknown capability {cap!r}")
     drawn = dict(given or {})
+    if examples and not drawn:
+        raise ValueError("examples= needs given=")
 
     def decorate(fn: AsyncTest) -> SuiteTest:
         params = list(inspect.signature(fn).parameters.values())
         is_async = inspect.iscoroutinefunction(fn)
         if not is_async:
             # A sync body (the state machine) drives the bridge itself.
-            if [p.name for p in params[1:3]] != [_BRIDGE, _SETTINGS] or drawn:
+            if [p.name for p in params[1:3]] != [_BRIDGE, _SETTINGS] or drawn or examples:
                 raise TypeError(
                     f"sync suite test {fn.__name__} must take (self, {_BRIDGE}, "
                     f"{_SETTINGS}, ...) and no given="
@@ -98,7 +106,10 @@ def clause(
                 chosen = hypothesis_settings(
                     dmem_settings, max_examples=min(max_examples, dmem_settings.max_examples)
                 )
-            runner = chosen(hypothesis_given(**drawn)(example))
+            drawn_test = hypothesis_given(**drawn)(example)
+            for case in reversed(examples):  # decorators apply bottom-up: keep the order
+                drawn_test = hypothesis_example(**case)(drawn_test)
+            runner = chosen(drawn_test)
             runner()
 
         bridge = inspect.Parameter(_BRIDGE, inspect.Parameter.POSITIONAL_OR_KEYWORD)

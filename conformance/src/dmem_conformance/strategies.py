@@ -19,6 +19,7 @@ __all__ = [
     "expected_value",
     "keys",
     "listing_keys",
+    "pattern_cases",
     "patterns",
     "same_value",
     "tag_maps",
@@ -157,12 +158,54 @@ def _escape(ch: str) -> str:
     return "\\" + ch if ch in "*?[]\\" else ch
 
 
+_LITERALS = "ab:éx*?[]\\"
+_CLASSES = ("[ab]", "[a-b]", "[^a]", "[^:é]", "[\\]\\[]", "[*?]", "[a-é]")
+# One code point each, some outside ASCII and outside the BMP: what ``?`` and a class
+# must consume exactly once.
+_ONE_CHAR = st.sampled_from(["a", "b", "x", ":", "é", "*", "[", "]", "\\", "日", "\U0001f600"])
+# A pattern token: its text in the pattern, and how to draw a text it matches (for a
+# class, any one code point: the core matcher decides whether it matches).
+_Token = tuple[str, st.SearchStrategy[str]]
+_TOKENS: st.SearchStrategy[_Token] = st.one_of(
+    st.sampled_from(_LITERALS).map(lambda ch: (_escape(ch), st.just(ch))),
+    st.just(("*", st.lists(_ONE_CHAR, max_size=3).map("".join))),
+    st.just(("?", _ONE_CHAR)),
+    st.sampled_from(_CLASSES).map(lambda klass: (klass, _ONE_CHAR)),
+)
+
+
 def patterns() -> st.SearchStrategy[str]:
     """Valid glob patterns: literals, escapes, ``*``, ``?`` and classes."""
-    literal = st.sampled_from("ab:éx*?[]\\").map(_escape)
-    klass = st.sampled_from(["[ab]", "[a-b]", "[^a]", "[^:é]", "[\\]\\[]", "[*?]", "[a-é]"])
+    literal = st.sampled_from(_LITERALS).map(_escape)
+    klass = st.sampled_from(_CLASSES)
     token = st.one_of(literal, st.just("*"), st.just("?"), klass)
     return st.lists(token, min_size=0, max_size=5).map("".join).map(lambda p: p or "*")
+
+
+@st.composite
+def pattern_cases(draw: st.DrawFn) -> tuple[str, list[str]]:
+    """A glob pattern and keys to list with it: keys built to match it, and near misses.
+
+    Each key built from the pattern replaces every token by a text it matches; beside
+    it go the same text with each token's part left out in turn, and with one code
+    point too many at each place. So every example probes the edges where matchers go
+    wrong (``?`` matching zero or two code points, ``*`` crossing what it should not,
+    classes and escapes), whatever examples a Hypothesis version happens to draw.
+    Unrelated keys (:func:`listing_keys`) are mixed in. Keys come sorted, so a run is
+    reproducible.
+    """
+    tokens = draw(st.lists(_TOKENS, min_size=1, max_size=5))
+    pattern = "".join(text for text, _ in tokens)
+    keys = set(draw(listing_keys()))
+    for _ in range(draw(st.integers(1, 2))):
+        parts = [draw(matching) for _, matching in tokens]
+        keys.add("".join(parts))
+        for at in range(len(parts)):
+            keys.add("".join(parts[:at] + parts[at + 1 :]))
+        for at in range(len(parts) + 1):
+            keys.add("".join([*parts[:at], draw(_ONE_CHAR), *parts[at:]]))
+    keys.discard("")
+    return pattern, sorted(keys)
 
 
 def expected_value(value: Any) -> Any:
