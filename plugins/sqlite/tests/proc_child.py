@@ -1,6 +1,7 @@
 """Child process for the multi-process tests (run as a script, not collected by pytest).
 
-python proc_child.py set_many URL N      print "started", then set_many of N keys
+python proc_child.py set_many URL N      print "started", then set_many of N keys, then
+                                         "done", then wait to be killed
 python proc_child.py race URL GO_FILE    wait for GO_FILE, then set(if_not_exists) on
                                          200 keys; print the JSON list of keys won
 """
@@ -23,6 +24,9 @@ async def set_many(url: str, count: int) -> None:
     await kv.set_many(items)
     print("done", flush=True)
     await kv.aclose()
+    # Wait for the test's SIGKILL: on a fast server the batch can beat a "late" kill, and
+    # the test must still find a killed process (whose batch is then all there).
+    await asyncio.sleep(60)
 
 
 def _wait_for(path: str) -> None:
