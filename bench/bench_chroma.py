@@ -7,9 +7,10 @@ Rows: KV ``get`` and ``set`` (a ~200-byte JSON value, two tags) and vector
 returned). The reference does the same work with the raw client on a
 collection laid out the same way, called directly (its natural use: chromadb's
 client is synchronous). dmem adds validation, the worker thread that keeps the
-event loop free, its timeout and error mapping, and for ``set`` the read of the
-old tags that the contract's replace-on-set needs. The server mode starts its
-own ``chroma run`` on a free loopback port and stops it at the end.
+event loop free, its timeout and error mapping, and for ``set`` one metadata field
+more (``T``, the key's tags as JSON: what reads trust, since Chroma's upsert merges
+metadata and can leave an old ``t:`` field behind). The server mode starts its own
+``chroma run`` on a free loopback port and stops it at the end.
 Target (issue 6): every row >= 0.8x the raw client.
 """
 
