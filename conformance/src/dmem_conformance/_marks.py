@@ -73,7 +73,7 @@ def clause(
             if [p.name for p in params[1:3]] != [_BRIDGE, _SETTINGS] or drawn or examples:
                 raise TypeError(
                     f"sync suite test {fn.__name__} must take (self, {_BRIDGE}, "
-                    f"{_SETTINGS}, ...) and no given="
+                    f"{_SETTINGS}, ...) and no given= or examples="
                 )
             params = [params[0], *params[3:]]
         fixture_params = [p for p in params[1:] if p.name not in drawn]
