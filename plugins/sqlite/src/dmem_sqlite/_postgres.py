@@ -49,8 +49,11 @@ _PURGE_INTERVAL = 5.0  # seconds between background purges of expired rows
 _PAGE_ROWS = 512
 _FIRST_PAGE_ROWS = 16
 _PAGE_BYTES = 128 * 1024  # and about this many value bytes at most (one row if bigger)
+# The asyncpg methods _call runs, looked up once (get and set pass them on every call).
 _EXECUTE = asyncpg.Connection.execute
+_FETCH = asyncpg.Connection.fetch
 _FETCHROW = asyncpg.Connection.fetchrow
+_FETCHVAL = asyncpg.Connection.fetchval
 
 # Errors that mean "the server cannot be reached / the connection is gone".
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -171,9 +174,7 @@ class PostgresProvider:
     ) -> Any:
         pool = self._p()
         try:
-            conn = pool.acquire_idle()
-            if conn is None:
-                conn = await pool.acquire()
+            conn = pool.acquire_idle() or await pool.acquire_new()
         except DmemError:
             raise
         except Exception as exc:
@@ -199,10 +200,10 @@ class PostgresProvider:
         return await self._call(_FETCHROW, sql, args)
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
-        return list(await self._call(asyncpg.Connection.fetch, sql, args))
+        return list(await self._call(_FETCH, sql, args))
 
     async def _fetchval(self, sql: str, *args: Any) -> Any:
-        return await self._call(asyncpg.Connection.fetchval, sql, args)
+        return await self._call(_FETCHVAL, sql, args)
 
     async def _execute(self, sql: str, *args: Any) -> str:
         return str(await self._call(_EXECUTE, sql, args))
