@@ -9,6 +9,7 @@ import dmem
 import pytest
 from dmem import InvalidArgumentError, ProviderUnavailableError
 from pgserver import PostgresServer, free_port
+from tagcheck import check_tag_rows_follow_every_kind_of_write
 
 pytest.importorskip("asyncpg")
 
@@ -107,11 +108,6 @@ async def test_expired_rows_are_purged(postgres_url: str) -> None:
 
 
 async def test_tag_rows_follow_every_kind_of_write(postgres_url: str) -> None:
-    """The tags table holds exactly the live keys' tags after each kind of write.
-
-    find_by_tag checks every hit against the row's own tags, so a write that forgets to
-    drop old tag rows never shows in a result: only counting the rows catches it.
-    """
     import asyncpg
 
     async with dmem.open(postgres_url, namespace="retag", table="dmem_retag") as kv:
@@ -126,23 +122,7 @@ async def test_tag_rows_follow_every_kind_of_write(postgres_url: str) -> None:
             return [(row[0], row[1], row[2]) for row in rows]
 
         try:
-            await kv.set("a", 1, tags={"x": "1", "y": "2"})
-            await kv.set_many({"b": 1, "c": 2}, tags={"x": "1"})
-            assert await tag_rows() == [
-                ("a", "x", "1"),
-                ("a", "y", "2"),
-                ("b", "x", "1"),
-                ("c", "x", "1"),
-            ]
-            await kv.set("a", 2)  # plain single-row write
-            await kv.set("b", 2, tags={"z": "3"})  # new tags replace old ones
-            await kv.set_many({"c": 3})  # plain batch
-            assert await tag_rows() == [("b", "z", "3")]
-            await kv.set("d", 1, ttl=0.01, tags={"x": "1"})
-            await asyncio.sleep(0.05)
-            assert await kv.set("d", 2, if_not_exists=True)  # expired counts as absent
-            await kv.delete("b")
-            assert await tag_rows() == []
+            await check_tag_rows_follow_every_kind_of_write(kv, tag_rows)
         finally:
             await conn.close()
         await kv.clear()

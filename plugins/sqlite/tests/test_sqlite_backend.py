@@ -12,6 +12,7 @@ import pytest
 from dmem import InvalidArgumentError, ProviderError, compile_pattern
 from dmem_sqlite import SQLiteProvider
 from dmem_sqlite._common import is_prefix_glob, upper_bound
+from tagcheck import check_tag_rows_follow_every_kind_of_write
 
 
 async def test_default_store_is_a_sqlite_file_in_the_user_data_dir(
@@ -117,14 +118,9 @@ async def test_expired_rows_are_purged_from_the_file(tmp_path: Path) -> None:
 
 
 async def test_tag_rows_follow_every_kind_of_write(tmp_path: Path) -> None:
-    """The tags table holds exactly the live keys' tags after each kind of write.
-
-    find_by_tag checks every hit against the row's own tags, so a write that forgets to
-    drop old tag rows never shows in a result: only counting the rows catches it.
-    """
     path = tmp_path / "t.db"
 
-    def tag_rows() -> list[tuple[str, str, str]]:
+    async def tag_rows() -> list[tuple[str, str, str]]:
         conn = sqlite3.connect(path)
         try:
             rows = conn.execute("SELECT key, name, value FROM dmem_kv_tags ORDER BY key, name")
@@ -133,18 +129,7 @@ async def test_tag_rows_follow_every_kind_of_write(tmp_path: Path) -> None:
             conn.close()
 
     async with dmem.open(f"sqlite:///{path}") as kv:
-        await kv.set("a", 1, tags={"x": "1", "y": "2"})
-        await kv.set_many({"b": 1, "c": 2}, tags={"x": "1"})
-        assert tag_rows() == [("a", "x", "1"), ("a", "y", "2"), ("b", "x", "1"), ("c", "x", "1")]
-        await kv.set("a", 2)  # plain single-row write
-        await kv.set("b", 2, tags={"z": "3"})  # new tags replace old ones
-        await kv.set_many({"c": 3})  # plain batch
-        assert tag_rows() == [("b", "z", "3")]
-        await kv.set("d", 1, ttl=0.01, tags={"x": "1"})
-        await asyncio.sleep(0.05)
-        assert await kv.set("d", 2, if_not_exists=True)  # expired counts as absent
-        await kv.delete("b")
-        assert tag_rows() == []
+        await check_tag_rows_follow_every_kind_of_write(kv, tag_rows)
 
 
 async def test_many_concurrent_writers_on_one_file(tmp_path: Path) -> None:
