@@ -21,13 +21,17 @@ targets (``--check``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
+import os
 import statistics
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["Bench", "Row", "parse_args"]
+__all__ = ["Bench", "Row", "ServerUnavailable", "parse_args", "postgres_url"]
 
 AsyncOp = Callable[[], Awaitable[object]]
 _MAX_ROUNDS = 200  # a bound on the time-driven rounds when one round is very short
@@ -143,3 +147,31 @@ def parse_args(description: str) -> argparse.Namespace:
     parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
     parser.add_argument("--quick", action="store_true", help="fewer rounds, for a smoke run")
     return parser.parse_args()
+
+
+class ServerUnavailable(RuntimeError):
+    """A reference server the benchmark would start cannot start on this machine."""
+
+
+@contextlib.contextmanager
+def postgres_url() -> Iterator[str]:
+    """``DMEM_TEST_POSTGRES_URL``, or a throwaway server for the block's length.
+
+    The server is the test fixtures' (``plugins/sqlite/tests/pgserver.py``: initdb/pg_ctl
+    from PATH, fsync off); :class:`ServerUnavailable` when it cannot start.
+    """
+    url = os.environ.get("DMEM_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "plugins/sqlite/tests"))
+    from pgserver import PostgresServer, PostgresUnavailable
+
+    try:
+        server = PostgresServer.start()
+    except PostgresUnavailable as exc:
+        raise ServerUnavailable(str(exc)) from exc
+    try:
+        yield server.url
+    finally:
+        server.stop()

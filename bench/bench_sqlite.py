@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import os
 import sqlite3
 import sys
 import tempfile
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import aiosqlite
 import dmem
-from _harness import Bench
+from _harness import Bench, ServerUnavailable, postgres_url
 
 VALUE = {"name": "Ada Lovelace", "visits": 12, "tags": ["a", "b"], "score": 0.5}
 ENCODED = dmem.encode(VALUE)
@@ -232,25 +231,11 @@ def main() -> int:
         if not args.no_sqlite:
             benches.append(asyncio.run(bench_sqlite(args, Path(tmp))))
         if not args.no_postgres:
-            url = os.environ.get("DMEM_TEST_POSTGRES_URL")
-            server = None
-            if not url:
-                sys.path.insert(
-                    0, str(Path(__file__).resolve().parent.parent / "plugins/sqlite/tests")
-                )
-                from pgserver import PostgresServer, PostgresUnavailable
-
-                try:
-                    server = PostgresServer.start()
-                    url = server.url
-                except PostgresUnavailable as exc:
-                    print(f"\n(PostgreSQL rows skipped: {exc})")
-            if url:
-                try:
+            try:
+                with postgres_url() as url:
                     benches.append(asyncio.run(bench_postgres(args, url)))
-                finally:
-                    if server is not None:
-                        server.stop()
+            except ServerUnavailable as exc:
+                print(f"\n(PostgreSQL rows skipped: {exc})")
     ok = all([bench.report() for bench in benches])
     return 0 if ok or not args.check else 1
 

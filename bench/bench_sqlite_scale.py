@@ -20,16 +20,15 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import dmem
+from _harness import postgres_url
 
 PATTERN = "user:42*"
 LISTING_TARGET_MS = 50.0
@@ -71,23 +70,6 @@ async def _drop_postgres_tables(url: str) -> None:
             await conn.execute(f"DROP TABLE IF EXISTS {PG_TABLE}{suffix}")
     finally:
         await conn.close()
-
-
-@contextlib.contextmanager
-def _postgres_url() -> Iterator[str]:
-    """``DMEM_TEST_POSTGRES_URL``, or a throwaway server for the length of the run."""
-    url = os.environ.get("DMEM_TEST_POSTGRES_URL")
-    if url:
-        yield url
-        return
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "plugins/sqlite/tests"))
-    from pgserver import PostgresServer
-
-    server = PostgresServer.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
 
 
 async def fill(url: str, count: int) -> float:
@@ -162,7 +144,7 @@ def main() -> int:
         return 0
 
     if args.postgres:
-        with _postgres_url() as server_url:
+        with postgres_url() as server_url:
             url = f"{server_url}{'&' if '?' in server_url else '?'}table={PG_TABLE}"
             try:
                 ms, found, scan = _measure(url, args.keys)
