@@ -226,6 +226,41 @@ async def test_binary_and_text_values_stored_readably(tmp_path: object) -> None:
         client.close()
 
 
+@pytest.mark.parametrize("mode", ["embedded", "server"])
+async def test_collections_are_created_with_their_settings(
+    mode: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """KV collections sync Chroma's log every 200 writes, vector collections score by cosine."""
+    import chromadb
+    from chromadb.config import Settings
+
+    settings = Settings(anonymized_telemetry=False)
+    if mode == "server":
+        url: str = request.getfixturevalue("chroma_server_url")
+        host, port = url.removeprefix("chroma+http://").split(":")
+        client: Any = chromadb.HttpClient(host=host, port=int(port), settings=settings)
+    else:
+        url = f"chroma:///{tmp_path}"
+    namespace = f"settings-{mode}"
+    async with (
+        dmem.open(url, namespace=namespace) as kv,
+        dmem.open_vector(url, namespace=namespace) as vectors,
+    ):
+        await kv.set("k", 1)
+        await vectors.upsert([VectorRecord("r", (1.0, 0.0))])
+        if mode == "embedded":
+            client = chromadb.PersistentClient(path=str(tmp_path), settings=settings)
+        config = parse_config("chroma://", {"namespace": namespace})
+        kv_hnsw = client.get_collection(config.collection_name("kv")).configuration["hnsw"]
+        vec_hnsw = client.get_collection(config.collection_name("vec")).configuration["hnsw"]
+        assert kv_hnsw["sync_threshold"] == 200
+        assert vec_hnsw["space"] == "cosine"
+        assert vec_hnsw["sync_threshold"] == 1000  # Chroma's default: dmem leaves it alone
+        await kv.clear()
+        await vectors.clear()
+        client.close()
+
+
 async def test_call_threads_time_out_and_keep_serving() -> None:
     """A call that outlives its timeout fails in time; the worker then serves the next call."""
     import threading
