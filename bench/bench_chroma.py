@@ -9,8 +9,8 @@ collection laid out the same way, called directly (its natural use: chromadb's
 client is synchronous). dmem adds validation, the worker thread that keeps the
 event loop free, its timeout and error mapping, and for ``set`` one metadata field
 more (``T``, the key's tags as JSON: what reads trust, since Chroma's upsert merges
-metadata and can leave an old ``t:`` field behind). The reference KV collection gets the
-same Chroma settings as dmem's (see ``_kv_settings``). The server mode starts its own
+metadata and can leave an old ``t:`` field behind). The reference collections get the
+same Chroma settings as dmem's (see ``_dmem_settings``). The server mode starts its own
 ``chroma run`` on a free loopback port and stops it at the end.
 Target (issue 6): every row >= 0.8x the raw client.
 """
@@ -79,18 +79,19 @@ def _raw_client(url: str) -> Any:
     return chromadb.PersistentClient(path=url.removeprefix("chroma:///"), settings=settings)
 
 
-def _kv_settings(raw: Any, namespace: str) -> dict[str, Any]:
-    """The Chroma settings (``hnsw:*``) of dmem's KV collection for ``namespace``.
+def _dmem_settings(raw: Any, kind: str, namespace: str) -> dict[str, Any]:
+    """The Chroma settings (``hnsw:*``) of dmem's ``kind`` collection for ``namespace``.
 
     The reference collection gets the same ones, so the ratio measures what dmem adds, not
-    the settings it chose (which alone make a single-record upsert 1.7-1.9x faster than
-    Chroma's defaults in collections of 2,000-50,000 records: docs/backends/chroma.md).
+    the settings it chose (a sync every 200 writes alone makes a one-record KV upsert 1.7-1.9x
+    faster than Chroma's defaults in collections of 2,000-50,000 records:
+    docs/backends/chroma.md).
     """
     for collection in raw.list_collections():
         meta = collection.metadata or {}
-        if meta.get("dmem:kind") == "kv" and meta.get("dmem:namespace") == namespace:
+        if meta.get("dmem:kind") == kind and meta.get("dmem:namespace") == namespace:
             return {k: v for k, v in meta.items() if k.startswith("hnsw:")}
-    raise RuntimeError(f"dmem's KV collection for namespace {namespace!r} not found")
+    raise RuntimeError(f"dmem's {kind} collection for namespace {namespace!r} not found")
 
 
 async def bench_mode(title: str, url: str, quick: bool) -> Bench:
@@ -105,7 +106,7 @@ async def bench_mode(title: str, url: str, quick: bool) -> Bench:
     kv = await dmem.open(url, namespace="bench-kv")
     raw = _raw_client(url)
     raw_kv = raw.get_or_create_collection(
-        "bench-raw-kv", embedding_function=None, metadata=_kv_settings(raw, "bench-kv")
+        "bench-raw-kv", embedding_function=None, metadata=_dmem_settings(raw, "kv", "bench-kv")
     )
     encoded = dmem.encode(VALUE).decode()
     tags = {"userId": "123", "team": "research"}
@@ -155,7 +156,7 @@ async def bench_mode(title: str, url: str, quick: bool) -> Bench:
 
     vs = await dmem.open_vector(url, namespace="bench-vec")
     raw_vec = raw.get_or_create_collection(
-        "bench-raw-vec", embedding_function=None, metadata={"hnsw:space": "cosine"}
+        "bench-raw-vec", embedding_function=None, metadata=_dmem_settings(raw, "vec", "bench-vec")
     )
     vectors = [[rng.gauss(0, 1) for _ in range(DIMENSION)] for _ in range(RECORDS)]
     await vs.upsert(

@@ -230,7 +230,7 @@ async def test_binary_and_text_values_stored_readably(tmp_path: object) -> None:
 async def test_collections_are_created_with_their_settings(
     mode: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    """KV collections sync Chroma's log every 200 writes, vector collections score by cosine."""
+    """dmem's collections sync Chroma's log every 200 writes; vector collections score by cosine."""
     import chromadb
     from chromadb.config import Settings
 
@@ -255,7 +255,7 @@ async def test_collections_are_created_with_their_settings(
         vec_hnsw = client.get_collection(config.collection_name("vec")).configuration["hnsw"]
         assert kv_hnsw["sync_threshold"] == 200
         assert vec_hnsw["space"] == "cosine"
-        assert vec_hnsw["sync_threshold"] == 1000  # Chroma's default: dmem leaves it alone
+        assert vec_hnsw["sync_threshold"] == 200
         await kv.clear()
         await vectors.clear()
         client.close()

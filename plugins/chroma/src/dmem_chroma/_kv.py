@@ -62,14 +62,6 @@ _MAX_TAG_NAMES = 256
 _SCAN_BUDGET_LOCAL = 256 * 1024
 _SCAN_BUDGET_HTTP = 32 * 1024
 _SCAN_FIRST_BATCH = 4
-# The KV collection's HNSW settings, set when dmem creates it. Chroma keeps every write in its
-# log until ``sync_threshold`` writes have gathered, then persists the index and trims the
-# log, and each write costs more the more of the log is pending (about 7 µs per pending
-# record, measured): with Chroma's default of 1000 a one-record upsert rose from 3.5 to 10 ms
-# over every 1,000 writes, 7.2 ms on average; syncing every 200 writes, 4.1 ms. A sync costs
-# more the larger the collection, so bulk loads into a very large one are slower, but single
-# writes stayed faster at every size measured, up to 1,000,000 records (docs/backends/chroma.md).
-_COLLECTION_METADATA = {"hnsw:sync_threshold": 200, "hnsw:batch_size": 100}
 
 
 def _now_ms() -> int:
@@ -123,7 +115,7 @@ class ChromaKVProvider:
     # --- lifecycle -------------------------------------------------------------------------
     async def initialize(self) -> None:
         def work() -> int:
-            self._conn.open(_COLLECTION_METADATA)
+            self._conn.open({})
             return min(_CHUNK, self._conn.max_batch())
 
         self._batch = await self._conn.run(work)
