@@ -13,6 +13,7 @@ expiry (a heap of deadlines makes that cheap).
 from __future__ import annotations
 
 import heapq
+import math
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -142,7 +143,8 @@ class MemoryProvider:
             return None
         if item.expires_at is None:
             return item.value, None
-        return item.value, max(0, int((item.expires_at - _now()) * 1000))
+        # Rounded up: a live key never reports 0 ms left (docs/contract.md).
+        return item.value, max(1, math.ceil((item.expires_at - _now()) * 1000))
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
         found: dict[str, bytes] = {}
@@ -223,14 +225,20 @@ class MemoryProvider:
             item = self._items.get(pattern.literal_prefix)
             alive = item is not None and (item.expires_at is None or item.expires_at > now)
             return [pattern.literal_prefix] if alive else []
-        prefix = pattern.literal_prefix
-        matches = pattern.matches
+        items = self._items
+        if pattern.matches_all:
+            return [
+                key
+                for key, item in items.items()
+                if item.expires_at is None or item.expires_at > now
+            ]
+        # The pattern first, in C (filter over the regex's own fullmatch: no Python call a
+        # key; its anchored literal prefix fails at once on keys outside it), then the
+        # expiry of the keys that matched.
         return [
             key
-            for key, item in self._items.items()
-            if (item.expires_at is None or item.expires_at > now)
-            and key.startswith(prefix)
-            and matches(key)
+            for key in filter(pattern.fullmatch, items)
+            if (expires_at := items[key].expires_at) is None or expires_at > now
         ]
 
     async def scan(self, pattern: Pattern) -> AsyncIterator[tuple[str, bytes]]:
