@@ -16,11 +16,14 @@ shares it among concurrent writers).
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import sys
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from functools import lru_cache
 from itertools import chain
+from pathlib import Path
 from typing import Any
 
 from dmem import HealthStatus, KeyNotFoundError, Pattern, ProviderError
@@ -101,7 +104,7 @@ class SQLiteProvider:
         if config.path is None:
             target = ":memory:"
         else:
-            config.path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(config.path)
             target = str(config.path)
         conn = sqlite3.connect(
             target,
@@ -465,3 +468,45 @@ class SQLiteProvider:
 
 def _journal_mode(conn: sqlite3.Connection) -> str:
     return str(conn.execute("PRAGMA journal_mode").fetchone()[0])
+
+
+def _create_private(path: Path) -> None:
+    """Create ``path``'s missing directories (0700) and, if it is new, the file (0600).
+
+    Agent memory holds secrets, so what dmem creates is readable by its owner only. The
+    modes are set explicitly rather than left to the umask, which only takes bits away
+    (022 leaves 0755/0644; 277 would take the owner's write bit too). What exists keeps
+    its mode: the user made it and chose. SQLite creates the ``-wal``, ``-shm`` and
+    ``-journal`` files with the database file's mode (it ``fchmod``s them to it), so
+    creating the file here, before SQLite would with 0644, keeps them private as well.
+    Runs once, when the store opens.
+    """
+    _make_private_dirs(path.parent)
+    try:
+        # O_EXCL: never open (or chmod) a file that exists, nor follow a symlink there.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    try:
+        if sys.platform != "win32":  # Windows has no owner/group/other bits to set
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+def _make_private_dirs(directory: Path) -> None:
+    """Create ``directory`` and its missing parents, each 0700 (existing ones are left alone).
+
+    0700 is what the XDG Base Directory spec asks of a data directory an application
+    creates. A parent made meanwhile by someone else (``FileExistsError``) is theirs.
+    """
+    missing: list[Path] = []
+    while not os.path.lexists(directory) and directory.parent != directory:
+        missing.append(directory)
+        directory = directory.parent
+    for made in reversed(missing):
+        try:
+            os.mkdir(made, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(made, 0o700)  # mkdir's mode went through the umask
