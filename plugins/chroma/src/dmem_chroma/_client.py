@@ -262,6 +262,7 @@ class ChromaConnection:
             )
             _bound_http_timeout(client, config.timeout)
         elif config.mode == "persistent":
+            _make_private_dirs(self.path)
             client = chromadb.PersistentClient(
                 path=self.path, settings=settings, tenant=config.tenant, database=config.database
             )
@@ -429,6 +430,28 @@ def _first_query(ids: Any, metadatas: Any, documents: Any, distances: Any) -> Ne
         list((documents or [[]])[0] or missing),
         [float(distance) for distance in (distances or [[]])[0]],
     )
+
+
+def _make_private_dirs(directory: str) -> None:
+    """Create ``directory`` and its missing parents, each 0700; existing ones are left alone.
+
+    Agent memory holds secrets. Chroma would create the directory with the umask's mode
+    (0755 under umask 022), so dmem creates it first, with an explicit mode (the umask only
+    takes bits away, the owner's too under 277). Chroma's own files inside keep Chroma's
+    modes: the 0700 directory keeps everyone else out of them. 0700 is also what the XDG
+    Base Directory spec asks of the data directories an application creates. A directory
+    made meanwhile by someone else (``FileExistsError``) is theirs. Runs once, at open.
+    """
+    missing: list[str] = []
+    while not os.path.lexists(directory) and os.path.dirname(directory) != directory:
+        missing.append(directory)
+        directory = os.path.dirname(directory)
+    for made in reversed(missing):
+        try:
+            os.mkdir(made, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(made, 0o700)  # mkdir's mode went through the umask
 
 
 def _bound_http_timeout(client: Any, timeout: float) -> None:
