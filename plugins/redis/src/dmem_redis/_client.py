@@ -129,7 +129,9 @@ def build_client(config: RedisConfig) -> tuple[Any, Sentinel | None]:
     else:
         # redis-py's asyncio pool fails at its default of 100; "unbounded" must mean it.
         pool = ConnectionPool(max_connections=_UNBOUNDED, **pool_kwargs)
-    return Redis(connection_pool=pool), None
+    # from_pool: the client owns the pool, so closing the client closes its connections
+    # (Redis(connection_pool=pool) leaves them open until garbage collection).
+    return Redis.from_pool(pool), None
 
 
 async def execute_once(client: Any, *args: Any) -> Any:

@@ -17,6 +17,7 @@ from typing import Any
 import redis.exceptions as rex
 from dmem import HealthStatus, KeyNotFoundError, Pattern, ProviderError
 from dmem.provider import Entry
+from redis.asyncio.cluster import RedisCluster
 
 from ._client import build_client, execute_once, map_error
 from ._config import RedisConfig
@@ -514,10 +515,19 @@ async def _load_scripts(client: Any, cluster: bool) -> None:
 
 
 async def _close_quietly(client: Any, sentinel: Any) -> None:
+    """Close the client, its connection pool(s) and the Sentinel's own connections.
+
+    ``Redis(connection_pool=pool)`` does not own its pool, and ``aclose()`` alone left every
+    connection open until the garbage collector found it (with a ResourceWarning): the pool
+    is closed explicitly. A cluster client closes every node's connections itself.
+    """
     # Closing a dead connection may fail; there is nothing left to do about it.
     with contextlib.suppress(Exception):
-        await client.aclose()
+        if isinstance(client, RedisCluster):
+            await client.aclose()
+        else:
+            await client.aclose(close_connection_pool=True)
     if sentinel is not None:
         for node in sentinel.sentinels:
             with contextlib.suppress(Exception):
-                await node.aclose()
+                await node.aclose(close_connection_pool=True)
