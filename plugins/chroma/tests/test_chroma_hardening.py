@@ -11,14 +11,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import shutil
+import signal
+import socket
 import stat
+import subprocess
 import sys
-from collections.abc import Iterator
+import time
+import urllib.request
+import uuid
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 
 import dmem
 import pytest
+from dmem import ProviderUnavailableError
+from dmem_conformance._env import backend_missing
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
 
@@ -70,3 +81,180 @@ async def test_an_existing_data_directory_keeps_its_mode(tmp_path: Path, umask: 
         await kv.set("k", 1)
         assert await kv.get("k") == 1
     assert mode(data) == 0o750
+
+
+# --- timeout: the longest any call waits on an unresponsive backend -------------------------
+_STARTUP_SECONDS = 90.0
+# What the timeout may be exceeded by: the watchdog's timer, the event loop and the thread
+# hand-off, on a loaded two-core machine (measured: 0.00-0.01 s when idle).
+_SLACK = 2.0
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _answers(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=2) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def stoppable_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """``(url, pid)`` of a ``chroma run`` of this module's own, so stopping it (SIGSTOP)
+    holds up no other test's server."""
+    beside = Path(sys.executable).with_name("chroma")
+    cli = str(beside) if beside.exists() else shutil.which("chroma")
+    if cli is None:
+        backend_missing("the chroma CLI is not installed (pip install chromadb)")
+    port = _free_port()
+    data = tmp_path_factory.mktemp("chroma-stoppable")
+    with (data / "server.log").open("wb") as log:
+        process = subprocess.Popen(
+            [cli, "run", "--path", str(data / "db"), "--host", "127.0.0.1", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
+        )
+        try:
+            deadline = time.monotonic() + _STARTUP_SECONDS
+            while not _answers(port):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    tail = (data / "server.log").read_text(errors="replace")[-2000:]
+                    backend_missing(f"chroma run did not come up on port {port}: {tail}")
+                time.sleep(0.2)
+            yield f"chroma+http://127.0.0.1:{port}", process.pid
+        finally:
+            process.send_signal(signal.SIGCONT)  # a stopped process cannot act on SIGTERM
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@contextlib.contextmanager
+def stopped(pid: int) -> Iterator[None]:
+    """The server process stopped (it keeps its sockets: connections are accepted by the
+    kernel, but nothing answers); always continued afterwards."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+async def fails_in_time(call: Awaitable[object], timeout: float) -> float:
+    """Await ``call``: it must raise ProviderUnavailableError within ``timeout`` + slack."""
+    start = time.monotonic()
+    with pytest.raises(ProviderUnavailableError):
+        await call
+    elapsed = time.monotonic() - start
+    # Not before the timeout either: the server was reachable, only silent.
+    assert timeout * 0.9 <= elapsed < timeout + _SLACK, elapsed
+    return elapsed
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGSTOP")
+async def test_a_stopped_server_fails_each_call_in_time_and_the_store_recovers(
+    stoppable_server: tuple[str, int],
+) -> None:
+    url, pid = stoppable_server
+    timeout = 1.0
+    namespace = f"stop-{uuid.uuid4().hex[:8]}"
+    async with (
+        dmem.open(url, namespace=namespace, timeout=timeout) as kv,
+        dmem.open_vector(url, namespace=namespace, timeout=timeout) as vectors,
+    ):
+        await kv.set("k", 1)
+        await vectors.upsert([dmem.VectorRecord("r", (1.0, 0.0))])
+        with stopped(pid):
+            elapsed = {
+                "get": await fails_in_time(kv.get("k"), timeout),
+                "set": await fails_in_time(kv.set("k", 2), timeout),
+                "query": await fails_in_time(vectors.query((1.0, 0.0), k=1), timeout),
+                "open": await fails_in_time(dmem.open(url, timeout=timeout), timeout),
+                "open_vector": await fails_in_time(dmem.open_vector(url, timeout=timeout), timeout),
+            }
+            start = time.monotonic()
+            health = await kv.health()
+            assert not health.ok and "ProviderUnavailableError" in health.message
+            assert time.monotonic() - start < timeout + _SLACK
+        print(f"elapsed under SIGSTOP with timeout={timeout:g}: {elapsed}")
+        # The same stores, not re-opened, work again.
+        assert await kv.get("k") in (1, 2)  # the set that timed out may have happened
+        assert await kv.set("k", 3)
+        assert await kv.get("k") == 3
+        (hit,) = await vectors.query((1.0, 0.0), k=1)
+        assert hit.id == "r"
+        assert (await kv.health()).ok
+        await kv.clear()
+        await vectors.clear()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGSTOP")
+async def test_opens_against_a_stopped_server_leave_other_servers_usable(
+    stoppable_server: tuple[str, int], chroma_server_url: str
+) -> None:
+    """chromadb's client makes requests without a timeout while it is being built; a store
+    that fails to open must not leave a worker thread waiting on the stopped server for good
+    (16 of them would be every HTTP worker of the process)."""
+    url, pid = stoppable_server
+    async with dmem.open(chroma_server_url, namespace="elsewhere", timeout=10) as other:
+        with stopped(pid):
+            opens = [dmem.open(url, timeout=1.0) for _ in range(20)]
+            failed = await asyncio.gather(*opens, return_exceptions=True)
+            assert all(isinstance(f, ProviderUnavailableError) for f in failed), failed
+            # Meanwhile, with the server still stopped, another server is served.
+            start = time.monotonic()
+            assert await other.set("k", 1)
+            assert await other.get("k") == 1
+            assert time.monotonic() - start < 1.0 + _SLACK
+        await other.clear()
+
+
+def test_the_first_import_of_chromadb_is_not_counted_against_the_timeout(
+    chroma_server_url: str,
+) -> None:
+    """Importing chromadb takes 0.8-1.5 s here: local work, not a wait on Chroma. A fresh
+    process whose import is slower still (3 s, as on a cold disk) opens with timeout=1."""
+    program = """
+import asyncio, sys, time
+
+import dmem
+
+
+class SlowImport:  # a cold disk: importing chromadb takes 3 s longer
+    def find_spec(self, name, path=None, target=None):
+        if name == "chromadb":
+            time.sleep(3)
+        return None
+
+
+sys.meta_path.insert(0, SlowImport())
+
+
+async def main(url):
+    assert "chromadb" not in sys.modules
+    async with dmem.open(url, namespace="first-import", timeout=1) as kv:
+        await kv.set("k", 1)
+        assert await kv.get("k") == 1
+        await kv.clear()
+
+
+asyncio.run(main(sys.argv[1]))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", program, chroma_server_url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -18,7 +18,9 @@ process, shared by every provider of this process on that collection.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import importlib
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -241,6 +243,19 @@ class ChromaConnection:
         except Exception as exc:
             raise map_error(exc, self.config.where) from exc
 
+    async def start(self, metadata: dict[str, Any]) -> int:
+        """Open the client and the collection (``open``); Chroma's largest batch size."""
+        # chromadb's first import in a process is 0.8-1.5 s of CPU here: local work, not a
+        # wait on Chroma, so it happens before the timed call rather than in it (a first open
+        # with timeout=1 failed against a healthy server). Later opens find it imported.
+        await asyncio.to_thread(importlib.import_module, "chromadb.config")
+
+        def work() -> int:
+            self.open(metadata)
+            return self.max_batch()
+
+        return await self.run(work)
+
     # --- lifecycle (worker thread) ----------------------------------------------------------
     def open(self, metadata: dict[str, Any]) -> None:
         import chromadb
@@ -251,6 +266,7 @@ class ChromaConnection:
         settings = Settings(anonymized_telemetry=False)
         client: Any
         if config.mode == "http":
+            _wait_for_an_answer(config)
             client = chromadb.HttpClient(
                 host=config.host,
                 port=config.port,
@@ -452,6 +468,28 @@ def _make_private_dirs(directory: str) -> None:
         except FileExistsError:
             continue
         os.chmod(made, 0o700)  # mkdir's mode went through the umask
+
+
+def _wait_for_an_answer(config: ChromaConfig) -> None:
+    """One request to the server that waits at most ``timeout`` for any answer.
+
+    chromadb's ``HttpClient`` makes its first requests (identity, tenant, database) inside
+    its constructor, on a session it made without a timeout, before dmem can give it one.
+    Against a server that accepts connections but never answers (hung, or stopped with
+    SIGSTOP) the constructor waits until the server answers: ``run`` fails the open in
+    time, but its worker thread stays blocked, and 16 such opens blocked every HTTP worker,
+    so every ``chroma+http`` call of the process timed out, to any server (measured). This
+    request times out by itself, freeing the thread; it costs ~1 ms an open over plain HTTP
+    (any answer will do, even an error status; the token is not sent). A server that hangs
+    between this request and the constructor's still holds a thread until it answers.
+    """
+    import httpx
+
+    host = f"[{config.host}]" if ":" in config.host else config.host  # an IPv6 address
+    scheme = "https" if config.ssl else "http"
+    # Plain HTTP needs no TLS context (building one costs ~40 ms).
+    with httpx.Client(timeout=config.timeout, verify=config.ssl) as client:
+        client.get(f"{scheme}://{host}:{config.port}/api/v2/heartbeat")
 
 
 def _bound_http_timeout(client: Any, timeout: float) -> None:

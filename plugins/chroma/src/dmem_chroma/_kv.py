@@ -114,11 +114,7 @@ class ChromaKVProvider:
 
     # --- lifecycle -------------------------------------------------------------------------
     async def initialize(self) -> None:
-        def work() -> int:
-            self._conn.open({})
-            return min(_CHUNK, self._conn.max_batch())
-
-        self._batch = await self._conn.run(work)
+        self._batch = min(_CHUNK, await self._conn.start({}))
 
     async def aclose(self) -> None:
         await self._conn.run(self._conn.close)

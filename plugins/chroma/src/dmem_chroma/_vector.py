@@ -69,11 +69,7 @@ class ChromaVectorProvider:
         return f"<ChromaVectorProvider {self.config.where} namespace={self.namespace!r}>"
 
     async def initialize(self) -> None:
-        def work() -> int:
-            self._conn.open({"hnsw:space": "cosine"})
-            return min(_CHUNK, self._conn.max_batch())
-
-        self._batch = await self._conn.run(work)
+        self._batch = min(_CHUNK, await self._conn.start({"hnsw:space": "cosine"}))
 
     async def aclose(self) -> None:
         await self._conn.run(self._conn.close)
