@@ -4,10 +4,13 @@ atomicity, SCAN of every primary, and a primary that dies and comes back."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import dmem
 import pytest
@@ -16,7 +19,8 @@ from dmem_redis import RedisProvider
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis_servers import RedisServer, require_redis, start_cluster
 
-OPTIONS = {"timeout": 1.0, "connect_timeout": 1.0, "retries": 1, "retry_backoff_max": 0.2}
+# `timeout` bounds a whole call (connecting, retries and backoff included).
+OPTIONS: dict[str, Any] = {"timeout": 1.0, "retries": 1, "retry_backoff_max": 0.2}
 
 
 @pytest.fixture
@@ -136,6 +140,46 @@ async def test_primary_dies_and_returns(tmp_path: Path) -> None:
                 f"k{i}": i for i in range(60)
             }
             print(f"cluster recovered {recovered:.2f}s after the primary restarted")
+    finally:
+        for server in servers:
+            server.stop()
+
+
+async def test_stopped_primary_fails_calls_within_timeout(tmp_path: Path) -> None:
+    """SIGSTOP one primary of a cluster of our own: calls that need it fail within
+    ``timeout`` (one attempt, a slot-map refresh and a second attempt included), and work
+    again once it resumes. The stop stays under the nodes' cluster-node-timeout (2 s), so the
+    cluster itself does not mark the node failed."""
+    require_redis()
+    servers = start_cluster(tmp_path / "cluster")
+    try:
+        # The stopped node is the first startup node, which a slot-map refresh asks first.
+        url = "redis+cluster://" + ",".join(f"127.0.0.1:{s.port}" for s in servers)
+        keys = [f"k{i}" for i in range(60)]
+        async with dmem.open(url, namespace="stop", **OPTIONS) as kv:
+            await kv.set_many(dict.fromkeys(keys, 1))
+            victim = servers[0].process
+            assert victim is not None
+            took = []
+            os.kill(victim.pid, signal.SIGSTOP)
+            try:
+                for call in (lambda: kv.get_many(keys), lambda: kv.set_many({k: 2 for k in keys})):
+                    started = time.monotonic()
+                    with pytest.raises(dmem.ProviderUnavailableError):
+                        await call()
+                    took.append(time.monotonic() - started)
+            finally:
+                os.kill(victim.pid, signal.SIGCONT)
+            print("cluster, a primary stopped:", [round(t, 2) for t in took])
+            assert max(took) <= OPTIONS["timeout"] + 0.5, took
+            back = time.monotonic()
+            while True:
+                try:
+                    assert len(await kv.get_many(keys)) == 60
+                    break
+                except dmem.ProviderUnavailableError:
+                    await asyncio.sleep(0.1)
+                    assert time.monotonic() - back < 15.0, "cluster did not recover"
     finally:
         for server in servers:
             server.stop()

@@ -6,12 +6,15 @@ job), and every host here is unreachable anyway.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
 import dmem
 import pytest
-from dmem_redis._config import parse_config
+from dmem_redis._config import RedisConfig, backoff_total, parse_config
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 SECRET = "s3cr3t-pw"
 
@@ -189,3 +192,136 @@ def test_ssl_ca_path_rejected_for_cluster() -> None:
     error = _reject("rediss+cluster://h:7000", {"ssl_ca_path": "/etc/ssl/certs"})
     assert "ssl_ca_path" in str(error) and "ssl_ca_certs" in str(error)
     assert "rediss+cluster://" in str(error)
+
+
+# --- timeout: one budget for the whole call -----------------------------------------------------
+def _worst_case(config: RedisConfig) -> float:
+    """The longest a call can wait on an unresponsive server with these settings: the sleeps
+    between attempts, the wait for a free pooled connection, and per attempt one connect and
+    one reply wait (with Sentinel also one of each per sentinel asked first)."""
+    sentinels = len(config.hosts) if config.mode == "sentinel" else 0
+    per_attempt = (
+        config.connect_timeout + config.socket_timeout + sentinels * 2 * config.sentinel_timeout
+    )
+    sleeps = backoff_total(config.retries, config.retry_backoff, config.retry_backoff_max)
+    return sleeps + config.pool_timeout + (config.retries + 1) * per_attempt
+
+
+def test_default_timeout_is_ten_seconds_for_the_whole_call() -> None:
+    config = parse_config("redis://h/0", {})
+    assert config.timeout == 10.0
+    # Two attempts (retries=1) and one 0.1 s backoff: 4.95 s an attempt, half to connect.
+    assert config.connect_timeout == pytest.approx(2.475)
+    assert config.socket_timeout == pytest.approx(2.475)
+    assert _worst_case(config) == pytest.approx(10.0)
+    pooled = parse_config("redis://h/0", {"max_connections": 4})
+    assert pooled.pool_timeout == pytest.approx(3.3)
+    assert _worst_case(pooled) == pytest.approx(10.0)
+    sentinel = parse_config("redis+sentinel://a,b/svc", {})
+    assert sentinel.socket_timeout == pytest.approx(4.95 / 4)
+    assert sentinel.sentinel_timeout == pytest.approx(4.95 / 8)
+    assert _worst_case(sentinel) == pytest.approx(10.0)
+
+
+def test_backoff_total_matches_redis_py() -> None:
+    from redis.backoff import ExponentialBackoff
+
+    for retries, base, cap in [(0, 0.05, 0.5), (1, 0.05, 0.5), (5, 0.05, 0.5), (3, 0.3, 0.2)]:
+        backoff = ExponentialBackoff(cap=cap, base=base)
+        expected = sum(backoff.compute(n) for n in range(1, retries + 1))
+        assert backoff_total(retries, base, cap) == pytest.approx(expected)
+    assert backoff_total(10**9, 0.05, 0.5) == pytest.approx(0.1 + 0.2 + 0.4 + 0.5 * (10**9 - 3))
+
+
+_URLS = ["redis://h/0", "unix:///r.sock", "redis+cluster://a,b", "redis+sentinel://a,b,c/svc"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    url=st.sampled_from(_URLS),
+    timeout=st.floats(0.01, 120),
+    retries=st.integers(0, 12),
+    backoff=st.floats(0.001, 2),
+    backoff_max=st.floats(0.001, 5),
+    connect_timeout=st.none() | st.floats(0.001, 60),
+    max_connections=st.sampled_from([0, 0, 3]),
+)
+def test_every_accepted_combination_fits_in_timeout(
+    url: str,
+    timeout: float,
+    retries: int,
+    backoff: float,
+    backoff_max: float,
+    connect_timeout: float | None,
+    max_connections: int,
+) -> None:
+    options: dict[str, Any] = {
+        "timeout": timeout,
+        "retries": retries,
+        "retry_backoff": backoff,
+        "retry_backoff_max": backoff_max,
+        "max_connections": max_connections,
+    }
+    if connect_timeout is not None:
+        options["connect_timeout"] = connect_timeout
+    try:
+        config = parse_config(url, options)
+    except dmem.InvalidArgumentError as exc:
+        error = str(exc)
+    else:
+        error = ""
+    if error:  # rejected: it says which setting does not fit
+        assert "timeout" in error
+        return
+    assert config.socket_timeout > 0 and config.connect_timeout > 0
+    if connect_timeout is not None:
+        assert config.connect_timeout == connect_timeout
+    assert _worst_case(config) <= timeout * (1 + 1e-9)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        # Two attempts share 10 - 0.1 s: 4.95 s each, so connecting may take less than that.
+        ({"connect_timeout": 4.95}, "connect_timeout"),
+        ({"connect_timeout": 60}, "leaves no time to wait for a reply"),
+        ({"timeout": 1, "connect_timeout": 1}, "connect_timeout"),
+        # The sleeps alone (0.1 + 0.2 + 0.4 + 0.5 * 7 = 4.2 s) exceed the whole budget.
+        ({"timeout": 4, "retries": 10}, "sleeps between its retries"),
+        ({"timeout": 0.05, "retry_backoff": 0.05}, "retry_backoff=0.05"),
+    ],
+)
+def test_timeouts_that_cannot_fit_are_rejected(options: dict[str, Any], message: str) -> None:
+    assert message in str(_reject("redis://h/0", options))
+
+
+def test_connect_timeout_override_leaves_the_rest_to_the_reply() -> None:
+    config = parse_config("redis://h/0", {"timeout": 6, "connect_timeout": 1})
+    assert config.connect_timeout == 1
+    assert config.socket_timeout == pytest.approx(2.95 - 1)
+
+
+async def test_retry_loops_do_not_nest() -> None:
+    """An inner retry loop (redis-py reconnecting inside a command's attempt) makes one
+    attempt; the outer one does the retrying, so ``retries + 1`` attempts in all."""
+    from dmem_redis._client import _retry
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    retry = _retry(parse_config("redis://h/0", {"retries": 2, "retry_backoff": 0.001}))
+    attempts = 0
+
+    async def connect() -> None:
+        nonlocal attempts
+        attempts += 1
+        raise RedisConnectionError("refused")
+
+    async def command() -> None:
+        await retry.call_with_retry(connect, lambda error: asyncio.sleep(0))
+
+    with pytest.raises(RedisConnectionError):
+        await retry.call_with_retry(command, lambda error: asyncio.sleep(0))
+    assert attempts == 3  # redis-py's own Retry: 3 x 3
+    attempts = 0
+    with pytest.raises(RedisConnectionError):
+        await retry.call_with_retry(connect, lambda error: asyncio.sleep(0))
+    assert attempts == 3  # alone, a loop still retries

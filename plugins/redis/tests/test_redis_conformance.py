@@ -13,8 +13,9 @@ from dmem import Cache, Compression
 CHAINS = [(), (Cache(ttl=30), Compression(threshold=16))]
 CHAIN_IDS = ["plain", "cache+compression"]
 
-# The suite's timeouts wait for the backend; keep "down" fast to detect.
-_FAST = {"timeout": 2.0, "connect_timeout": 1.0, "retries": 1}
+# The suite's timeouts wait for the backend; keep "down" fast to detect. `timeout` bounds a
+# whole call: each of the two attempts waits up to 1 s to connect and 1.95 s for a reply.
+_FAST = {"timeout": 6.0, "connect_timeout": 1.0, "retries": 1}
 
 
 class _Chains:

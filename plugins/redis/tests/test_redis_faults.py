@@ -9,25 +9,30 @@ the values (each tagged batch is one Lua script, so it is all there or not at al
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
+import subprocess
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import dmem
 import pytest
 import redis.asyncio as aioredis
 from dmem_redis._layout import Layout, tag_suffix
-from redis_servers import RedisServer
+from redis_servers import PASSWORD, RedisServer
 
 TIMEOUT = 1.0
 RETRIES = 1
 BACKOFF_MAX = 0.2
-# A call gives up after at most (retries + 1) attempts of `timeout` each, plus backoff.
-BOUND = (RETRIES + 1) * TIMEOUT + RETRIES * BACKOFF_MAX + 0.5
-OPTIONS = {
+# `timeout` bounds the whole call, its connecting, retries and backoff included. The slack is
+# for a busy two-core machine (other test runs share it), not for the client.
+SLACK = 0.5
+BOUND = TIMEOUT + SLACK
+OPTIONS: dict[str, Any] = {
     "timeout": TIMEOUT,
-    "connect_timeout": TIMEOUT,
     "retries": RETRIES,
     "retry_backoff": 0.05,
     "retry_backoff_max": BACKOFF_MAX,
@@ -176,6 +181,163 @@ async def test_unreachable_at_open(restartable_redis: RedisServer) -> None:
     assert info.value.__cause__ is not None
 
 
+# --- a hung server: SIGSTOP ---------------------------------------------------------------------
+@contextlib.contextmanager
+def _stopped(server: RedisServer | int) -> Iterator[None]:
+    """SIGSTOP the server (or process id): its port stays open (the kernel still accepts
+    connections and buffers what is sent) but nothing answers, as with a hung host."""
+    if isinstance(server, int):
+        pid = server
+    else:
+        assert server.process is not None
+        pid = server.process.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def _redis_cli(port: int, *command: str, password: str | None = None) -> str:
+    args = ["redis-cli", "-h", "127.0.0.1", "-p", str(port)]
+    if password:
+        args += ["--no-auth-warning", "-a", password]
+    return subprocess.run(
+        [*args, *command], capture_output=True, text=True, timeout=10, check=True
+    ).stdout
+
+
+def _pid(port: int, password: str | None = None) -> int:
+    for line in _redis_cli(port, "INFO", "server", password=password).splitlines():
+        if line.startswith("process_id:"):
+            return int(line.split(":", 1)[1])
+    raise AssertionError(f"no process_id from the server on port {port}")
+
+
+def _calls(kv: dmem.Store) -> dict[str, Callable[[], Awaitable[object]]]:
+    """One call of each kind (plain command, script, script sent once, pipeline, SCAN)."""
+
+    async def scan() -> object:
+        return [item async for item in kv.scan("*")]
+
+    return {
+        "get": lambda: kv.get("a"),
+        "exists": lambda: kv.exists("a"),
+        "get_many": lambda: kv.get_many(["a", "b"]),
+        "set": lambda: kv.set("a", 2),
+        "set tagged": lambda: kv.set("a", 2, tags={"t": "v"}),
+        "set if_not_exists": lambda: kv.set("nx", 1, if_not_exists=True),
+        "set_many": lambda: kv.set_many({"a": 3, "b": 4}),
+        "set_many tagged": lambda: kv.set_many({"a": 3, "b": 4}, tags={"t": "v"}),
+        "delete": lambda: kv.delete("b"),
+        "keys": lambda: kv.keys(),
+        "count": lambda: kv.count("*"),
+        "scan": scan,
+        "find_by_tag": lambda: kv.find_by_tag("t", "v"),
+    }
+
+
+async def _timed_failure(call: Callable[[], Awaitable[object]]) -> float:
+    started = time.monotonic()
+    with pytest.raises(dmem.ProviderUnavailableError):
+        await call()
+    return time.monotonic() - started
+
+
+async def test_stopped_server_fails_every_call_within_timeout(
+    restartable_redis: RedisServer,
+) -> None:
+    async with dmem.open(restartable_redis.url, namespace="stop", **OPTIONS) as kv:
+        client = kv.provider._client  # type: ignore[attr-defined]
+        await kv.set_many({"a": 1, "b": 2}, tags={"t": "v"})
+        took: dict[str, float] = {}
+        with _stopped(restartable_redis):
+            for name, call in _calls(kv).items():
+                took[name] = await _timed_failure(call)
+            started = time.monotonic()
+            health = await kv.health()
+            took["health"] = time.monotonic() - started
+            assert health.status == "unhealthy"
+        print({name: round(seconds, 2) for name, seconds in took.items()})
+        assert max(took.values()) <= BOUND, took
+        # Back: the same store (the same client, nothing re-initialized) works at once. What
+        # the stopped server had buffered may still have run, so only new keys are checked.
+        assert await kv.set("after", {"ok": True})
+        assert await kv.get("after") == {"ok": True}
+        assert await kv.set("after-nx", 1, if_not_exists=True)
+        assert "after" in await kv.keys()
+        assert (await kv.health()).ok
+        assert kv.provider._client is client  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"retries": 0}, {"retries": 3}, {"max_connections": 2}, {"timeout": 2.0}],
+    ids=["retries=0", "retries=3", "max_connections=2", "timeout=2"],
+)
+async def test_stopped_server_bound_holds_for_other_settings(
+    restartable_redis: RedisServer, extra: dict[str, Any]
+) -> None:
+    """The bound does not depend on the retry count or on waiting for a pooled connection:
+    six concurrent calls on a pool of two still fail within ``timeout``."""
+    options = {**OPTIONS, **extra}
+    bound = options["timeout"] + SLACK
+    async with dmem.open(restartable_redis.url, namespace="stop2", **options) as kv:
+        await kv.set("a", 1)
+        with _stopped(restartable_redis):
+            took = [
+                await _timed_failure(lambda: kv.get("a")),
+                await _timed_failure(lambda: kv.set_many({"a": 1, "b": 2}, tags={"t": "v"})),
+                await _timed_failure(lambda: kv.set("nx", 1, if_not_exists=True)),
+            ]
+            started = time.monotonic()
+            results = await asyncio.gather(*(kv.get("a") for _ in range(6)), return_exceptions=True)
+            took.append(time.monotonic() - started)
+            assert all(isinstance(r, dmem.ProviderUnavailableError) for r in results), results
+        print(extra, [round(t, 2) for t in took])
+        assert max(took) <= bound, took
+        assert await kv.get("a") in (1, None)  # the stopped server may have run the buffered
+        assert await kv.set("after", 1) and await kv.get("after") == 1
+
+
+async def test_open_while_stopped_fails_within_timeout(restartable_redis: RedisServer) -> None:
+    with _stopped(restartable_redis):
+        took = await _timed_failure(
+            lambda: dmem.open(restartable_redis.url, namespace="x", **OPTIONS)
+        )
+    print(f"open against a stopped server failed after {took:.2f}s")
+    assert took <= BOUND
+    async with dmem.open(restartable_redis.url, namespace="x", **OPTIONS) as kv:
+        assert await kv.set("k", 1)
+
+
+async def test_sentinel_mode_stopped_primary_or_sentinel(redis_sentinel_url: str) -> None:
+    """Sentinel mode: a hung primary fails calls within ``timeout``; so does opening while the
+    only sentinel hangs (asking it for the primary is part of connecting). Both stops are
+    shorter than the sentinel's down-after-milliseconds (5 s), so no failover starts."""
+    sentinel_port = int(redis_sentinel_url.rsplit("@", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
+    primary_port = int(
+        _redis_cli(sentinel_port, "SENTINEL", "get-master-addr-by-name", "dmemsvc").split()[1]
+    )
+    async with dmem.open(redis_sentinel_url, namespace="sentinel-stop", **OPTIONS) as kv:
+        await kv.set("a", 1)
+        with _stopped(_pid(primary_port, PASSWORD)):
+            took = [
+                await _timed_failure(lambda: kv.get("a")),
+                await _timed_failure(lambda: kv.set_many({"a": 2, "b": 3}, tags={"t": "v"})),
+            ]
+        assert await kv.set("after", 1) and await kv.get("after") == 1
+    with _stopped(_pid(sentinel_port)):
+        took.append(
+            await _timed_failure(lambda: dmem.open(redis_sentinel_url, namespace="x", **OPTIONS))
+        )
+    print("sentinel mode:", [round(t, 2) for t in took])
+    assert max(took) <= BOUND, took
+    async with dmem.open(redis_sentinel_url, namespace="sentinel-stop", **OPTIONS) as kv:
+        assert await kv.get("after") == 1
+        await kv.clear()
+
+
 async def test_scripts_reloaded_after_restart_without_persistence(tmp_path: object) -> None:
     """A restarted server forgets the script cache (and here its data): EVALSHA falls back."""
     from pathlib import Path
@@ -262,8 +424,9 @@ async def dropper(restartable_redis: RedisServer) -> AsyncIterator[tuple[ReplyDr
     await proxy.stop()
 
 
-# The default retries=1: redis-py would re-send a command whose reply it did not get.
-LOST_REPLY_OPTIONS: dict[str, Any] = {"timeout": 0.5, "retry_backoff_max": 0.05}
+# The default retries=1: redis-py would re-send a command whose reply it did not get. A 2 s
+# timeout gives each of the two attempts about 0.49 s to wait for a reply.
+LOST_REPLY_OPTIONS: dict[str, Any] = {"timeout": 2.0, "retry_backoff_max": 0.05}
 
 
 async def test_lost_reply_of_set_nx_is_an_error_not_false(

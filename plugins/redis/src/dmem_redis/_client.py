@@ -1,10 +1,12 @@
 """Build the redis-py asyncio client for a :class:`RedisConfig`, and map its errors.
 
 Every client gets the same settings: ``decode_responses=False`` (values are the
-core's bytes, returned untouched), socket and connect timeouts, and a bounded retry
-with exponential backoff. The pool is redis-py's default (unbounded) unless
-``max_connections`` is set; then it is a blocking pool that waits up to ``timeout``
-for a free connection instead of failing at once under many concurrent tasks.
+core's bytes, returned untouched), the socket and connect timeouts that
+``_config.split_timeout`` derived from ``timeout``, and a bounded retry with exponential
+backoff whose loops do not nest (``_Retry``), so that a call against an unresponsive server
+gives up within ``timeout``. The pool is redis-py's default (unbounded) unless
+``max_connections`` is set; then it is a blocking pool that waits up to its share of
+``timeout`` for a free connection instead of failing at once under many concurrent tasks.
 
 Standalone connections pack commands with hiredis (``hiredis.pack_command``, C) instead
 of redis-py's asyncio packer, which is pure Python and copies its buffer once per
@@ -14,6 +16,8 @@ argument: MGET/MSET-sized commands (and the set_many script) pack 25-30 % faster
 from __future__ import annotations
 
 import asyncio
+import copy
+from contextvars import ContextVar
 from typing import Any
 
 import redis.exceptions as rex
@@ -61,18 +65,44 @@ class _Unix(_HiredisPacking, UnixDomainSocketConnection):
     pass
 
 
+# Set while a retry loop of this task runs its attempt; see _Retry.
+_RETRYING: ContextVar[bool] = ContextVar("dmem_redis_retrying", default=False)
+
+
+class _Retry(Retry):
+    """redis-py's Retry, except that a retry loop started inside another one's attempt makes
+    a single attempt: the outer loop does the retrying.
+
+    redis-py nests them: a command's loop reconnects inside its attempt with the connection's
+    own loop, and Sentinel asks the sentinels with theirs while connecting. Nested, a server
+    that drops connection attempts could cost (retries + 1)² of them, and ``timeout`` could
+    not be split into static per-attempt timeouts (``_config.split_timeout``).
+    """
+
+    async def call_with_retry(self, do: Any, fail: Any, *args: Any, **kwargs: Any) -> Any:
+        if _RETRYING.get():
+            once = copy.copy(self)
+            once._retries = 0
+            return await Retry.call_with_retry(once, do, fail, *args, **kwargs)
+        token = _RETRYING.set(True)
+        try:
+            return await super().call_with_retry(do, fail, *args, **kwargs)
+        finally:
+            _RETRYING.reset(token)
+
+
 def _retry(config: RedisConfig) -> Retry:
-    # redis-py's default backoff may sleep for seconds; ours is bounded so a call
-    # fails within about (retries + 1) * timeout + retries * retry_backoff_max.
+    # redis-py's default backoff may sleep for seconds; ours is bounded, and its sleeps are
+    # counted in the call's timeout (_config.split_timeout).
     backoff = ExponentialBackoff(cap=config.retry_backoff_max, base=config.retry_backoff)
-    return Retry(backoff, config.retries)
+    return _Retry(backoff, config.retries)
 
 
 def _connection_kwargs(config: RedisConfig) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "username": config.username,
         "password": config.password,
-        "socket_timeout": config.timeout,
+        "socket_timeout": config.socket_timeout,
         "socket_connect_timeout": config.connect_timeout,
         "retry": _retry(config),
         "decode_responses": False,
@@ -99,12 +129,12 @@ def build_client(config: RedisConfig) -> tuple[Any, Sentinel | None]:
         sentinel_kwargs = {
             "username": config.sentinel_username,
             "password": config.sentinel_password,
-            "socket_timeout": config.timeout,
-            "socket_connect_timeout": config.connect_timeout,
+            "socket_timeout": config.sentinel_timeout,
+            "socket_connect_timeout": config.sentinel_timeout,
             "retry": _retry(config),
             **ssl_kwargs,
         }
-        sentinel = Sentinel(list(config.hosts), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(list(config.hosts), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call, unused-ignore]
         client = sentinel.master_for(
             config.service_name,
             db=config.db,
@@ -124,7 +154,7 @@ def build_client(config: RedisConfig) -> tuple[Any, Sentinel | None]:
     pool: ConnectionPool
     if config.max_connections:
         pool = BlockingConnectionPool(
-            max_connections=config.max_connections, timeout=config.timeout, **pool_kwargs
+            max_connections=config.max_connections, timeout=config.pool_timeout, **pool_kwargs
         )
     else:
         # redis-py's asyncio pool fails at its default of 100; "unbounded" must mean it.

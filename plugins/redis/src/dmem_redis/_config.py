@@ -10,6 +10,17 @@ URL forms (the query string has already been turned into options by ``dmem.open`
 
 Parsing does no I/O: connecting is ``initialize()``'s job. The password is kept
 out of every repr and message: only :func:`dmem.redact_url` output is shown.
+
+``timeout`` (seconds, default 10) is the longest any call waits on an unresponsive server,
+connecting and redis-py's retries included, before it raises ProviderUnavailableError. It
+is a budget that :func:`split_timeout` divides into the static timeouts redis-py applies
+(so no call pays for a timer of its own): the backoff sleeps between attempts come off
+first, the rest is shared equally by the ``retries + 1`` attempts (``retries + 2`` shares
+with ``max_connections``: one is the longest wait for a free connection), and each
+attempt's share is split between connecting (``connect_timeout``, by default half of it)
+and waiting for the reply (the rest). With Sentinel, half of each attempt goes to asking
+the sentinels, in equal parts. A combination that leaves no time for a reply is an
+InvalidArgumentError.
 """
 
 from __future__ import annotations
@@ -21,7 +32,7 @@ from urllib.parse import unquote, urlsplit
 
 from dmem import InvalidArgumentError, ProviderOptions, redact_url
 
-__all__ = ["SCHEMES", "RedisConfig", "parse_config"]
+__all__ = ["DEFAULT_TIMEOUT", "SCHEMES", "RedisConfig", "Timeouts", "parse_config", "split_timeout"]
 
 SCHEMES = (
     "redis",
@@ -51,8 +62,11 @@ class RedisConfig:
     username: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
     tls: bool = False
-    timeout: float = 5.0
-    connect_timeout: float = 5.0
+    timeout: float = 10.0  # the whole call's budget; the fields below are its parts
+    connect_timeout: float = 2.475  # one connection attempt (socket connect)
+    socket_timeout: float = 2.475  # waiting for one reply
+    pool_timeout: float = 0.0  # waiting for a free connection (max_connections, standalone)
+    sentinel_timeout: float = 0.0  # connect and reply timeout of each sentinel
     retries: int = 1
     retry_backoff: float = 0.05
     retry_backoff_max: float = 0.5
@@ -81,6 +95,79 @@ _SSL_OPTIONS = (
     "ssl_cert_reqs",
     "ssl_check_hostname",
 )
+
+
+DEFAULT_TIMEOUT = 10.0
+_MIN_REPLY_WAIT = 0.001  # below a millisecond no reply can arrive: a setting error
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """The parts of ``timeout`` that redis-py applies (seconds; 0.0 where not used)."""
+
+    connect: float  # socket_connect_timeout: one connection attempt
+    reply: float  # socket_timeout: waiting for one reply (or for one send to be taken)
+    pool: float  # a blocking pool's wait for a free connection
+    sentinel: float  # connect and reply timeout of each sentinel
+
+
+def backoff_total(retries: int, base: float, cap: float) -> float:
+    """The sleeps between ``retries + 1`` attempts: redis-py's ExponentialBackoff sleeps
+    ``min(cap, base * 2**n)`` after failure ``n``, and not after the last one."""
+    total, step = 0.0, base
+    for done in range(retries):
+        step *= 2
+        if step >= cap:  # every later sleep is the cap too (and 2**n may overflow a float)
+            return total + cap * (retries - done)
+        total += step
+    return total
+
+
+def split_timeout(
+    timeout: float,
+    *,
+    retries: int,
+    backoff: float,
+    backoff_max: float,
+    connect_timeout: float | None = None,
+    pool_wait: bool = False,
+    sentinels: int = 0,
+) -> Timeouts:
+    """Divide the call budget ``timeout`` into redis-py's static timeouts.
+
+    Against an unresponsive server a call makes at most ``retries + 1`` attempts (the
+    client's retry loops are not nested, see ``_client._Retry``), with the backoff sleeps
+    between them. An attempt waits at most once to connect and once for a reply: a server
+    that does not answer fails the attempt at the first wait. So the sleeps plus
+    ``retries + 1`` times (connect + reply), plus the pool wait when there is one, is at
+    most ``timeout``. Sentinel: an attempt that connects first asks the sentinels for the
+    primary, one after another, each with its own connect and reply wait; they get half of
+    the attempt, the primary the other half.
+    """
+    sleeps = backoff_total(retries, backoff, backoff_max)
+    if sleeps >= timeout:
+        raise InvalidArgumentError(
+            f"redis option 'timeout' ({timeout:g} s) bounds a whole call, the sleeps between "
+            f"its retries included, and those alone take {sleeps:g} s (retries={retries}, "
+            f"retry_backoff={backoff:g}, retry_backoff_max={backoff_max:g}): raise timeout "
+            "or lower the others"
+        )
+    shares = retries + 1 + (1 if pool_wait else 0)
+    attempt = (timeout - sleeps) / shares
+    primary = attempt / 2 if sentinels else attempt
+    sentinel = attempt / 4 / sentinels if sentinels else 0.0
+    connect = primary / 2 if connect_timeout is None else connect_timeout
+    reply = primary - connect
+    if reply < _MIN_REPLY_WAIT:
+        raise InvalidArgumentError(
+            f"redis option 'connect_timeout' ({connect:g} s) leaves no time to wait for a "
+            f"reply: 'timeout' ({timeout:g} s) gives each of the {retries + 1} attempts "
+            f"{primary:g} s to connect and get the reply; lower connect_timeout or raise "
+            "timeout"
+        )
+    return Timeouts(
+        connect=connect, reply=reply, pool=attempt if pool_wait else 0.0, sentinel=sentinel
+    )
 
 
 def _digits(text: str) -> int | None:
@@ -187,12 +274,32 @@ def parse_config(url: str, options: dict[str, Any]) -> RedisConfig:
         raise _misplaced_at(url, scheme)
     opts = ProviderOptions(options, provider="redis")
     namespace = opts.namespace()
-    timeout = opts.float("timeout", 5.0)
-    connect_timeout = opts.float("connect_timeout", timeout)
+    timeout = opts.float("timeout", DEFAULT_TIMEOUT)
+    connect_timeout: float | None = None
+    if "connect_timeout" in options:
+        connect_timeout = opts.float("connect_timeout", 0.0)
     retries = opts.int("retries", 1, minimum=0)
     retry_backoff = opts.float("retry_backoff", 0.05)
     retry_backoff_max = opts.float("retry_backoff_max", 0.5)
     max_connections = opts.int("max_connections", 0, minimum=0)
+
+    def timeouts(*, pool_wait: bool = False, sentinels: int = 0) -> dict[str, Any]:
+        parts = split_timeout(
+            timeout,
+            retries=retries,
+            backoff=retry_backoff,
+            backoff_max=retry_backoff_max,
+            connect_timeout=connect_timeout,
+            pool_wait=pool_wait,
+            sentinels=sentinels,
+        )
+        return {
+            "connect_timeout": parts.connect,
+            "socket_timeout": parts.reply,
+            "pool_timeout": parts.pool,
+            "sentinel_timeout": parts.sentinel,
+        }
+
     client_name = opts.optional_str("client_name")
     opt_user = opts.optional_str("username")
     opt_password = opts.optional_str("password")
@@ -241,7 +348,6 @@ def parse_config(url: str, options: dict[str, Any]) -> RedisConfig:
         "password": password,
         "tls": tls,
         "timeout": timeout,
-        "connect_timeout": connect_timeout,
         "retries": retries,
         "retry_backoff": retry_backoff,
         "retry_backoff_max": retry_backoff_max,
@@ -259,6 +365,7 @@ def parse_config(url: str, options: dict[str, Any]) -> RedisConfig:
             mode="cluster",
             hosts=_split_hosts(hostlist, 6379, shown),
             buckets=buckets,
+            **timeouts(),
             **common,
         )
     elif scheme.endswith("+sentinel"):
@@ -273,20 +380,28 @@ def parse_config(url: str, options: dict[str, Any]) -> RedisConfig:
                 f"redis+sentinel://host:port/SERVICE ({shown})"
             )
         db = _db(opts, _url_db(segments[1], shown) if len(segments) > 1 else 0)
+        sentinel_hosts = _split_hosts(hostlist, 26379, shown)
         config = RedisConfig(
             mode="sentinel",
-            hosts=_split_hosts(hostlist, 26379, shown),
+            hosts=sentinel_hosts,
             service_name=service,
             db=db,
             sentinel_username=opts.optional_str("sentinel_username"),
             sentinel_password=opts.optional_str("sentinel_password"),
+            **timeouts(sentinels=len(sentinel_hosts)),
             **common,
         )
     elif scheme == "unix":
         path = unquote(parts.path)
         if not path:
             raise InvalidArgumentError(f"unix:// URL needs a socket path: {shown}")
-        config = RedisConfig(mode="standalone", socket_path=path, db=_db(opts, 0), **common)
+        config = RedisConfig(
+            mode="standalone",
+            socket_path=path,
+            db=_db(opts, 0),
+            **timeouts(pool_wait=max_connections > 0),
+            **common,
+        )
     else:
         db_default = _url_db("/".join(segments), shown)
         hosts = _split_hosts(hostlist or "localhost", 6379, shown)
@@ -295,6 +410,12 @@ def parse_config(url: str, options: dict[str, Any]) -> RedisConfig:
                 f"a {scheme}:// URL takes one host; several hosts are redis+sentinel:// or "
                 f"redis+cluster:// URLs: {shown}"
             )
-        config = RedisConfig(mode="standalone", hosts=hosts, db=_db(opts, db_default), **common)
+        config = RedisConfig(
+            mode="standalone",
+            hosts=hosts,
+            db=_db(opts, db_default),
+            **timeouts(pool_wait=max_connections > 0),
+            **common,
+        )
     opts.done()
     return config
