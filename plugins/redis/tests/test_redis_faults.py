@@ -338,6 +338,61 @@ async def test_sentinel_mode_stopped_primary_or_sentinel(redis_sentinel_url: str
         await kv.clear()
 
 
+# --- a crash and restart under a mixed workload ------------------------------------------------
+async def test_kill_and_restart_under_mixed_workload(restartable_redis: RedisServer) -> None:
+    """Six tasks run every kind of call through a SIGKILL and a restart: only dmem errors
+    escape, each failure comes within ``timeout``, and every task succeeds again afterwards
+    on the same store."""
+    kv = await dmem.open(restartable_redis.url, namespace="mixed", **OPTIONS)
+    client = kv.provider._client  # type: ignore[attr-defined]
+    await kv.set_many({"a": 1, "b": 2}, tags={"t": "v"})
+    calls = list(_calls(kv).values())
+    failures: list[tuple[str, float]] = []
+    escaped: list[BaseException] = []
+    last_success = [0.0] * 6
+    restarted = [float("inf")]  # when the server was back up
+    stop, all_back = asyncio.Event(), asyncio.Event()
+
+    async def worker(n: int) -> None:
+        i = n
+        while not stop.is_set():
+            i += 1
+            started = time.monotonic()
+            try:
+                await calls[i % len(calls)]()
+                last_success[n] = time.monotonic()
+                if min(last_success) > restarted[0]:
+                    all_back.set()
+            except dmem.ProviderError as exc:  # ProviderUnavailableError is one
+                failures.append((type(exc).__name__, time.monotonic() - started))
+                await asyncio.sleep(0.01)
+            except BaseException as exc:  # noqa: BLE001 - recorded: the test fails on any
+                escaped.append(exc)
+                return
+
+    tasks = [asyncio.create_task(worker(n)) for n in range(6)]
+    try:
+        await asyncio.sleep(0.4)
+        await asyncio.to_thread(restartable_redis.kill)
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(restartable_redis.start)
+        restarted[0] = time.monotonic()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(all_back.wait(), 5.0)
+        recovered = time.monotonic() - restarted[0]
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+    assert not escaped, escaped
+    assert failures, "the kill went unnoticed"
+    print(f"{len(failures)} failures, every task back {recovered:.2f}s after the restart")
+    assert {name for name, _ in failures} <= {"ProviderUnavailableError", "ProviderError"}
+    assert max(seconds for _, seconds in failures) <= BOUND, failures
+    assert all_back.is_set(), "a task did not succeed within 5 s of the restart"
+    assert kv.provider._client is client  # type: ignore[attr-defined]
+    await kv.aclose()
+
+
 async def test_scripts_reloaded_after_restart_without_persistence(tmp_path: object) -> None:
     """A restarted server forgets the script cache (and here its data): EVALSHA falls back."""
     from pathlib import Path
