@@ -85,6 +85,7 @@ class PostgresProvider:
         self._get_sql = self._sql.get.sql
         self._pool: ConnectionPool | None = None
         self._timeout = config.timeout
+        self._connect_kwargs = config.connect_kwargs()
         self._next_purge = 0.0
         self._purge_task: asyncio.Task[None] | None = None
         self._where = f"PostgreSQL {config.display} (table {config.table})"
@@ -109,9 +110,9 @@ class PostgresProvider:
 
     # --- lifecycle -------------------------------------------------------------------------
     async def _connect(self) -> asyncpg.Connection:
-        config = self._config
+        # Keyword arguments, never a DSN (asyncpg's DSN errors quote the URL, see _config).
         # No command_timeout here: the pool enforces it (one watchdog, no timer per call).
-        return await asyncpg.connect(config.dsn, timeout=config.timeout)
+        return await asyncpg.connect(**self._connect_kwargs, timeout=self._timeout)
 
     async def initialize(self) -> None:
         config = self._config
