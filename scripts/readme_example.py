@@ -25,7 +25,7 @@ def main(argv: list[str]) -> int:
         print(f"{path}: no python block", file=sys.stderr)
         return 1
     code = found.group(1)
-    for old, new in zip(swaps[::2], swaps[1::2]):
+    for old, new in zip(swaps[::2], swaps[1::2], strict=True):
         if old not in code:
             print(f"{path}: the example no longer names {old!r}: update the check", file=sys.stderr)
             return 1
