@@ -25,11 +25,16 @@ import urllib.request
 import uuid
 from collections.abc import Awaitable, Iterator
 from pathlib import Path
+from typing import Any, cast
+from urllib.parse import quote
 
 import dmem
 import pytest
 from dmem import ProviderUnavailableError
+from dmem.vector import VectorStore, make_vector_store
 from dmem_conformance._env import backend_missing
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
 
@@ -258,3 +263,158 @@ asyncio.run(main(sys.argv[1]))
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+# --- secrets never show ---------------------------------------------------------------------
+# Characters that change how a URL parses when left unencoded, then anything but surrogates.
+_SPECIALS = "?/#@:%[]&=+; "
+_SECRETS = st.text(
+    st.one_of(st.sampled_from(_SPECIALS), st.characters(exclude_categories=["Cs"])),
+    min_size=8,
+    max_size=24,
+)
+# Secrets that take every path parse_config has for them (a plain one; a '?' before the user
+# info's '@'; '#' and '['; a control character; a '&' in a query token; non-ASCII): what they
+# show (never their marker "Zq8") is the fixed text of the messages. A secret with a '?' then
+# an option name (``host?token=x@...``) is, by URL syntax, a host and an option, which dmem
+# may show; such secrets hold fixed text (the option's name) and are filtered out.
+_PLACEHOLDERS = [
+    "Zq8Zq8Zq8",
+    "Zq8?Zq8@Zq8",
+    "Zq8#Zq8[Zq8",
+    "Zq8\nZq8Zq8",
+    "Zq8&Zq8Zq8",
+    "Zq8\u00e9\u6f22Zq8",
+]
+
+
+def fragments(secret: str) -> set[str]:
+    """Every 4-character piece of the secret, as typed and percent-encoded, in lower case
+    (a host name is lowered when parsed)."""
+    pieces: set[str] = set()
+    for form in (secret, quote(secret, safe="")):
+        pieces |= {form[i : i + 4].lower() for i in range(len(form) - 3)}
+    return pieces
+
+
+def variants(base: str, secret: str) -> list[tuple[str, dict[str, Any]]]:
+    """The secret as the token option, in the query and as user info; raw and encoded."""
+    encoded = quote(secret, safe="")
+    scheme, rest = base.split("://")
+    return [
+        (base, {"token": secret}),
+        (f"{base}?token={secret}", {}),
+        (f"{base}?token={encoded}", {}),
+        (f"{scheme}://user:{secret}@{rest}", {}),
+        (f"{scheme}://user:{encoded}@{rest}", {}),
+        (f"{scheme}://{secret}@{rest}", {}),
+        (f"{scheme}://{encoded}@{rest}", {}),
+    ]
+
+
+def texts(exc: BaseException) -> list[str]:
+    """What logging the exception would show of it: every message and repr of its chain."""
+    shown: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        shown += [str(current), repr(current)]
+        current = current.__cause__ or current.__context__
+    return shown
+
+
+async def outcomes(url: str, options: dict[str, Any]) -> list[str]:
+    """Everything a program could print while failing to reach a closed port with ``url``."""
+    options = {"timeout": 2.0, **options}
+    shown: list[str] = []
+    for opener in (dmem.open, dmem.open_vector):
+        try:
+            store = await opener(url, **options)
+        except Exception as exc:  # noqa: BLE001 - every failure is an outcome to check
+            shown += texts(exc)
+        else:  # pragma: no cover - nothing listens on the port
+            shown.append(repr(store))
+            await store.aclose()
+    # The stores as dmem.open builds them, before initialize: their reprs, the failure of
+    # initialize, and health() after it.
+    stores: list[dmem.Store | VectorStore] = []
+    for build in (
+        lambda: dmem.Store(dmem.create_provider(url, dict(options)), url=url),
+        lambda: make_vector_store(url, dict(options)),
+    ):
+        try:
+            stores.append(build())
+        except Exception as exc:  # noqa: BLE001
+            shown += texts(exc)
+    for store in stores:
+        shown += [
+            repr(store),
+            repr(store.provider),
+            repr(cast(Any, store.provider).config),
+            str(store.url),
+        ]
+        with pytest.raises(dmem.DmemError) as info:
+            await store.initialize()
+        shown += texts(info.value)
+        health = await store.health()
+        assert not health.ok
+        shown += [repr(health), str(health.to_dict())]
+    return shown
+
+
+def test_no_fragment_of_a_secret_shows() -> None:
+    base = f"chroma+http://127.0.0.1:{_free_port()}"  # nothing listens: refused at once
+
+    def shown_for(secret: str) -> str:
+        found: list[str] = []
+        for url, options in variants(base, secret):
+            found += asyncio.run(outcomes(url, options))
+        return "\n".join(found)
+
+    fixed = ""
+    for placeholder in _PLACEHOLDERS:
+        shown = shown_for(placeholder)
+        assert "zq8" not in shown.lower(), shown  # its marker: no piece of it shows either
+        fixed += shown.lower()
+
+    @settings(max_examples=50, deadline=None)
+    @given(_SECRETS)
+    def check(secret: str) -> None:
+        pieces = fragments(secret)
+        assume(not any(piece in fixed for piece in pieces))
+        shown = shown_for(secret).lower()
+        assert not [piece for piece in pieces if piece in shown], (secret, shown)
+
+    check()
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["ab\ncd-S3cr3tValue", "S3cr3t\x00Value", "S3cr3t\u00e9Value", "S3cr3t\x7fValue"],
+    ids=["newline", "nul", "non-ascii", "del"],
+)
+async def test_a_token_that_is_no_header_value_is_refused_unseen(
+    chroma_server_url: str, token: str
+) -> None:
+    """httpx quotes a header value with a control character in its error (against a server
+    that answers); such a token is refused before any I/O, and not shown."""
+    for url, options in variants(chroma_server_url, token)[:3]:
+        with pytest.raises(dmem.InvalidArgumentError) as info:
+            await dmem.open(url, **options)
+        assert "S3cr3t" not in "\n".join(texts(info.value))
+
+
+async def test_a_token_with_url_characters_works_and_never_shows(chroma_server_url: str) -> None:
+    """Against a server that answers (and ignores tokens): the store opens and works, and
+    neither its repr nor health() shows the token, given as an option or percent-encoded."""
+    token = "S3cr3t/?#@:%[]&=+Value"
+    for url, options in variants(chroma_server_url, token)[:3:2]:
+        async with dmem.open(url, namespace="token", timeout=10, **options) as kv:
+            await kv.set("k", 1)
+            assert await kv.get("k") == 1
+            health = await kv.health()
+            assert health.ok
+            shown = [repr(kv), repr(kv.provider), str(kv.url), repr(health)]
+            assert "S3cr3t" not in "\n".join(shown)
+            await kv.clear()

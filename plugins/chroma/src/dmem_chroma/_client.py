@@ -27,14 +27,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from dmem import (
     InvalidArgumentError,
     ProviderError,
     ProviderOptions,
     ProviderUnavailableError,
-    redact_url,
 )
 
 from ._threads import CallThreads
@@ -82,7 +81,8 @@ class ChromaConfig:
     headers: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:
-        return f"ChromaConfig({redact_url(self.url)!r}, namespace={self.namespace!r})"
+        # ``where``, not the URL: it is built from checked parts only (no user info).
+        return f"ChromaConfig({self.where!r}, namespace={self.namespace!r})"
 
     @property
     def where(self) -> str:
@@ -100,13 +100,20 @@ class ChromaConfig:
         return f"{self.collection}-{kind}-{digest[:32]}"
 
 
+_OPTIONS = frozenset(("namespace", "tenant", "database", "collection", "timeout", "token"))
+
+
 def parse_config(url: str, options: dict[str, Any]) -> ChromaConfig:
     """``chroma://``, ``chroma:///path``, ``chroma+http(s)://host:port`` and options.
 
     Paths follow SQLite's (and SQLAlchemy's) convention: ``chroma:///data/chroma`` is
     ``data/chroma`` relative to the working directory, ``chroma:////srv/chroma`` the absolute
     ``/srv/chroma``; the path is percent-decoded and ``~`` is expanded.
+
+    No message quotes the URL: a secret typed into it without percent-encoding can land
+    in any part of it (see ``_unknown_options``).
     """
+    _unknown_options(options)
     opts = ProviderOptions(options, provider="chroma")
     namespace = opts.namespace()
     tenant = opts.str("tenant", "default_tenant")
@@ -119,18 +126,40 @@ def parse_config(url: str, options: dict[str, Any]) -> ChromaConfig:
         raise InvalidArgumentError("chroma option 'collection' must start with a letter or digit")
     if not all(c.isascii() and (c.isalnum() or c in "._-") for c in collection):
         raise InvalidArgumentError("chroma option 'collection' may hold only [a-zA-Z0-9._-]")
+    # Sent as an HTTP header: httpx's error for a control character there quotes the
+    # value, and a non-ASCII one fails only at open; so check here, and show nothing of it.
+    if token is not None and not all(" " <= c <= "~" for c in token):
+        raise InvalidArgumentError(
+            "chroma option 'token' must be printable ASCII (it is sent as an HTTP header)"
+        )
+    scheme, _, rest = url.partition("://")
+    scheme = scheme.lower()
+    if scheme in ("chroma+http", "chroma+https") and "@" in rest.partition("?")[0]:
+        # User info (an '@' before the query; after a '/' or '#' too: a password holding
+        # one unencoded). dmem would not send it, and redact_url cannot find a password
+        # whose '/', '#' or '?' ends the URL's authority early.
+        raise InvalidArgumentError(
+            "chroma+http URLs take no user info (user:password@): "
+            "give a token with the token option"
+        )
+    # urlsplit's errors quote the netloc (user info included): raised outside the except
+    # blocks, so they are not even kept as the __context__ of dmem's error.
     try:
-        parts = urlsplit(url)
-    except ValueError:  # its text may quote the netloc, user info included
+        parts: SplitResult | None = urlsplit(url)
+    except ValueError:
+        parts = None
+    if parts is None:
         raise InvalidArgumentError(
             "bad chroma URL: an unbalanced '[' or ']', or a character that Unicode "
             "normalization turns into '/', '?', '#', '@' or ':' (percent-encode it)"
-        ) from None
+        )
+    port: int | None = None
     try:
         port = parts.port
-    except ValueError as exc:
-        raise InvalidArgumentError(f"bad chroma URL {redact_url(url)!r}: {exc}") from None
-    scheme = parts.scheme.lower()
+    except ValueError:
+        port = -1
+    if port == -1:
+        raise InvalidArgumentError("bad chroma URL: the port must be a number from 0 to 65535")
     common: dict[str, Any] = {
         "url": url,
         "tenant": tenant,
@@ -152,20 +181,39 @@ def parse_config(url: str, options: dict[str, Any]) -> ChromaConfig:
             **common,
         )
     if scheme != "chroma":
-        raise InvalidArgumentError(f"not a chroma URL: {redact_url(url)!r}")
+        raise InvalidArgumentError(
+            "not a chroma URL: the scheme must be chroma, chroma+http or chroma+https"
+        )
     if token:
         raise InvalidArgumentError("chroma option 'token' applies to chroma+http(s) URLs only")
-    rest = url.split("://", 1)[1]
     if rest and not rest.startswith("/"):
         raise InvalidArgumentError(
-            "chroma URLs are chroma:// (in-process), chroma:///relative/dir, "
-            "chroma:////absolute/dir or chroma+http://HOST:PORT; "
-            f"got {redact_url(url)!r}"
+            "chroma URLs have no host: chroma:// (in-process), chroma:///relative/dir, "
+            "chroma:////absolute/dir, or chroma+http://HOST:PORT for a server"
         )
     raw = unquote(rest[1:]) if rest else ""
     if not raw:
         return ChromaConfig(mode="ephemeral", **common)
     return ChromaConfig(mode="persistent", path=str(Path(raw).expanduser()), **common)
+
+
+def _unknown_options(options: Mapping[str, Any]) -> None:
+    """Reject unknown options without naming them when they may be part of a secret.
+
+    A secret typed into a URL without percent-encoding splits it: a '?' in a password
+    (``user:pa?ss@host``) makes ``ss@host`` an option, and a '&' in a token
+    (``?token=ab&cd``) makes ``cd`` one. So when an unknown option holds an '@', or a
+    token is given, no name is shown; otherwise ``ProviderOptions`` names them as usual.
+    """
+    unknown = [name for name in options if name not in _OPTIONS]
+    if not unknown:
+        return
+    at = any("@" in name or "@" in str(options[name]) for name in unknown)
+    if at or "token" in options:
+        raise InvalidArgumentError(
+            f"{len(unknown)} unknown chroma option(s), not named because they may be part "
+            "of a secret (percent-encode '?', '&', '#', '/' and '@' inside a URL)"
+        )
 
 
 # One warm thread serves every in-process store: a hand-off to a thread that is already
