@@ -28,7 +28,9 @@ def default_url() -> str:
     """The embedded default store: ``sqlite:///<user data dir>/dmem/default.db``.
 
     The directory is ``platformdirs.user_data_dir("dmem")`` (on Linux
-    ``~/.local/share/dmem``); it is created when first opened.
+    ``$XDG_DATA_HOME/dmem``, by default ``~/.local/share/dmem``); the SQLite provider creates
+    it when the store is first opened, private to the user: the directories it creates 0700,
+    the database file (and SQLite's ``-wal``/``-shm`` beside it) 0600, whatever the umask.
     """
     import platformdirs
 
