@@ -43,15 +43,23 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-@pytest.fixture(params=[0o022, 0o002, 0o277], ids=["umask022", "umask002", "umask277"])
-def umask(request: pytest.FixtureRequest) -> Iterator[int]:
-    """022 and 002 are the usual umasks; 277 also takes the owner's write bit away."""
-    value: int = request.param
+@contextlib.contextmanager
+def umask_set(value: int) -> Iterator[None]:
     old = os.umask(value)
     try:
-        yield value
+        yield
     finally:
         os.umask(old)
+
+
+@pytest.fixture(params=[0o022, 0o002], ids=["umask022", "umask002"])
+def umask(request: pytest.FixtureRequest) -> Iterator[int]:
+    """The usual umasks. (Under 277 Chroma's own files would be read-only to Chroma itself,
+    for any user but root: ``test_directories_are_0700_even_under_umask_277`` covers dmem's
+    part there.)"""
+    value: int = request.param
+    with umask_set(value):
+        yield value
 
 
 def user_made_directory(path: Path, mode: int) -> Path:
@@ -86,6 +94,16 @@ async def test_an_existing_data_directory_keeps_its_mode(tmp_path: Path, umask: 
         await kv.set("k", 1)
         assert await kv.get("k") == 1
     assert mode(data) == 0o750
+
+
+@posix_only
+def test_directories_are_0700_even_under_umask_277(tmp_path: Path) -> None:
+    """277 takes the owner's write bit too: the explicit mode gives it back."""
+    from dmem_chroma._client import _make_private_dirs
+
+    with umask_set(0o277):
+        _make_private_dirs(str(tmp_path / "a" / "b"))
+    assert (mode(tmp_path / "a"), mode(tmp_path / "a" / "b")) == (0o700, 0o700)
 
 
 # --- timeout: the longest any call waits on an unresponsive backend -------------------------
