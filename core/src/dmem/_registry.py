@@ -81,6 +81,7 @@ class PluginInfo:
     providers: list[str] = field(default_factory=list)
     middleware: list[str] = field(default_factory=list)
     embedders: list[str] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
     error: str | None = None
 
     def to_dict(self) -> dict[str, object]:
@@ -92,6 +93,7 @@ class PluginInfo:
             "providers": self.providers,
             "middleware": self.middleware,
             "embedders": self.embedders,
+            "commands": self.commands,
             "error": self.error,
         }
 
@@ -157,6 +159,33 @@ class Registry:
                     impl.function(register=register)
                 except Exception as exc:  # noqa: BLE001
                     info.error = f"{type(exc).__name__}: {exc}"
+
+    def register_commands(self, cli: Any) -> None:
+        """Let each loaded plugin add subcommands to ``cli`` (the ``dmem`` click group).
+
+        Separate from :meth:`load` because only the command line needs it (``dmem.open``
+        never builds a click group). As for the other hooks, each plugin's hook runs on its
+        own: one that raises is recorded in its ``PluginInfo`` and the others still run. A
+        command named like one ``cli`` already had (a core command) is put back: a plugin
+        may add commands, not replace ``dmem get``.
+        """
+        commands: dict[str, Any] = cli.commands
+        infos = {info.name: info for info in self.plugins}
+        for impl in self.manager.hook.dmem_register_commands.get_hookimpls():
+            info = infos.get(impl.plugin_name)
+            before = dict(commands)
+            try:
+                impl.function(cli=cli)
+            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the others
+                if info is not None:
+                    info.error = f"{type(exc).__name__}: {exc}"
+            for name, command in before.items():
+                if commands.get(name) is not command:
+                    commands[name] = command
+                    if info is not None:
+                        info.error = f"command {name!r} already exists; ignored"
+            if info is not None:
+                info.commands.extend(sorted(commands.keys() - before.keys()))
 
     def _add_provider(self, spec: ProviderSpec, info: PluginInfo) -> None:
         for scheme in spec.schemes:

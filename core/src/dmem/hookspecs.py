@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    import click
+
     from ._registry import EmbedderSpec, MiddlewareSpec, ProviderSpec
 
 __all__ = ["hookimpl", "hookspec"]
@@ -45,3 +47,14 @@ def dmem_register_middleware(register: Callable[[MiddlewareSpec], None]) -> None
 @hookspec
 def dmem_register_embedders(register: Callable[[EmbedderSpec], None]) -> None:
     """Register embedding functions for text queries on vector providers."""
+
+
+@hookspec
+def dmem_register_commands(cli: click.Group) -> None:
+    """Add subcommands to the ``dmem`` command (a :class:`click.Group`), as llm's
+    ``register_commands`` does: ``@cli.command()`` on a function, or ``cli.add_command``.
+
+    Called only when the command line needs plugin commands, never by ``dmem.open``; import
+    anything heavy inside the command, not at module level. A name that a core command
+    already has is ignored (and recorded as the plugin's error in ``dmem plugins``).
+    """
