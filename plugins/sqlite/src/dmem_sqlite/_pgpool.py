@@ -10,6 +10,15 @@ connection never goes back with a transaction or session state left open. A
 connection that failed at the network level (or whose call was cancelled
 mid-statement) is terminated instead of being reused.
 
+Connecting is never cancelled half-way: asyncpg, cancelled just after its TCP connect (in
+its TLS negotiation), leaves a future's exception unretrieved, and asyncio logs "Future
+exception was never retrieved ... unexpected connection_lost()" (the background purge,
+cancelled by ``aclose()`` while it opened a connection, did so in about half of the
+open/set/set/close cycles). So each connect runs as its own task: a caller that stops
+waiting for it (its time is up, or it was cancelled) leaves it running, and the connection
+it makes is closed; ``close()`` waits for those still running (asyncpg's own connect timeout
+bounds them).
+
 Statement time limit: not asyncpg's ``command_timeout``, which arms and cancels a
 loop timer around every query (~11 µs a call, measured here: 15% of a whole
 ``set``). Instead each connection handed out carries a deadline, and one watchdog
@@ -25,7 +34,8 @@ import asyncio
 import collections
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import asyncpg
 from dmem import NotInitializedError
@@ -38,7 +48,7 @@ class ConnectionPool:
 
     def __init__(
         self,
-        connect: Callable[[], Awaitable[asyncpg.Connection]],
+        connect: Callable[[], Coroutine[Any, Any, asyncpg.Connection]],
         *,
         size: int,
         timeout: float,
@@ -58,6 +68,7 @@ class ConnectionPool:
         self._waiters: collections.deque[asyncio.Future[asyncpg.Connection | None]] = (
             collections.deque()
         )
+        self._connecting: set[asyncio.Task[asyncpg.Connection]] = set()
         self._closed = False
 
     @property
@@ -126,7 +137,7 @@ class ConnectionPool:
         """
 
         async def abort_on_server() -> None:
-            helper = await self._connect()
+            helper = await self._connected(self._start_connect(), None)
             try:
                 await helper.execute("SELECT pg_terminate_backend($1)", conn.get_server_pid())
             finally:
@@ -141,11 +152,34 @@ class ConnectionPool:
     async def _open(self, timeout: float) -> asyncpg.Connection:
         self._count += 1
         try:
-            return await asyncio.wait_for(self._connect(), timeout)
+            return await self._connected(self._start_connect(), timeout)
         except BaseException:
             self._count -= 1
             self._hand_over(None)  # a waiter may try in our place
             raise
+
+    def _start_connect(self) -> asyncio.Task[asyncpg.Connection]:
+        task = asyncio.get_running_loop().create_task(self._connect())
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
+        return task
+
+    @staticmethod
+    async def _connected(
+        task: asyncio.Task[asyncpg.Connection], timeout: float | None
+    ) -> asyncpg.Connection:
+        """The connection ``task`` makes, waiting at most ``timeout`` for it. A caller that
+        stops waiting (time is up, or it is cancelled) does not cancel the connect (see the
+        module docstring): the connection is closed once it is made."""
+        try:
+            done, _ = await asyncio.wait((task,), timeout=timeout)
+        except BaseException:
+            task.add_done_callback(_discard)
+            raise
+        if not done:
+            task.add_done_callback(_discard)
+            raise asyncio.TimeoutError(f"no connection within timeout={timeout:g} s")
+        return task.result()
 
     async def _wait(self) -> asyncpg.Connection:
         deadline = time.monotonic() + self._timeout
@@ -207,3 +241,16 @@ class ConnectionPool:
             except Exception:  # noqa: BLE001 - a dead server must not make close hang
                 with contextlib.suppress(Exception):
                     conn.terminate()
+        if self._connecting:
+            # Connects nobody waits for any more end within asyncpg's connect timeout; left
+            # running, a loop closed next would cancel them half-way (see the docstring).
+            await asyncio.wait(set(self._connecting))
+
+
+def _discard(task: asyncio.Task[asyncpg.Connection]) -> None:
+    """Done callback of a connect nobody waits for: close what it made, and retrieve its
+    exception (asyncio logs one left unretrieved)."""
+    if task.cancelled():
+        return
+    if task.exception() is None:
+        task.result().terminate()
