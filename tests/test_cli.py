@@ -1,9 +1,13 @@
-"""The ``dmem`` command on a real store (a shared in-process memory backend)."""
+"""The ``dmem`` command on real stores: SQLite files, and the in-process memory backend
+where a command only reads (the CLI refuses to write into ``memory://``: the data would
+die with its process)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from dmem.cli import main
 
@@ -15,7 +19,13 @@ def run(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_set_get_keys_ttl_delete() -> None:
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'cli.db'}"
+
+
+def test_set_get_keys_ttl_delete(db: str) -> None:
+    URL = db  # the name the assertions below always used
     assert run("set", URL, "user:1", '{"name": "Ada"}', "--ttl", "60", "--tag", "team=a:b") == (
         0,
         "written\n",
@@ -32,12 +42,12 @@ def test_set_get_keys_ttl_delete() -> None:
     assert run("get", URL, "user:1")[0] == 1
 
 
-def test_errors_are_one_line_without_secrets() -> None:
+def test_errors_are_one_line_without_secrets(db: str) -> None:
     code, out = run("get", "memory://u:hunter2@x?colour=1", "k")
     assert code == 1
     assert "InvalidArgumentError" in out
     assert "hunter2" not in out
-    code, out = run("set", URL, "k", "not json")
+    code, out = run("set", db, "k", "not json")
     assert code == 2 and "--string" in out
 
 
@@ -48,13 +58,15 @@ def test_health_json() -> None:
     assert report["status"] == "healthy" and report["url"] == URL
 
 
-def test_copy_keeps_values_tags_and_ttl() -> None:
-    run("set", "memory://copy-src", "a", "[1, 2]", "--ttl", "100", "--tag", "t=1")
-    run("set", "memory://copy-src", "b", "true")
-    code, out = run("copy", "memory://copy-src", "memory://copy-dst")
+def test_copy_keeps_values_tags_and_ttl(tmp_path: Path) -> None:
+    src, dst = f"sqlite:///{tmp_path / 'src.db'}", f"sqlite:///{tmp_path / 'dst.db'}"
+    run("set", src, "a", "[1, 2]", "--ttl", "100", "--tag", "t=1")
+    run("set", src, "b", "true")
+    code, out = run("copy", src, dst)
     assert code == 0 and "copied 2 keys" in out
-    assert run("get", "memory://copy-dst", "a") == (0, "[1, 2]\n")
-    assert float(run("ttl", "memory://copy-dst", "a")[1]) > 90
+    assert run("get", dst, "a") == (0, "[1, 2]\n")
+    assert float(run("ttl", dst, "a")[1]) > 90
+    assert run("tags", dst, "a") == (0, '{"t": "1"}\n')
 
 
 def test_bench_reports_a_rate_per_operation() -> None:

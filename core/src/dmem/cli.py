@@ -1,24 +1,44 @@
-"""The ``dmem`` command: plugins, health, get/set/delete/keys/ttl, copy, conformance.
+"""The ``dmem`` command. Every subcommand is documented in docs/cli.md.
 
 Values on the command line are JSON (``dmem set URL k '{"a": 1}'``); ``--string``
 stores the argument as a str instead. Errors print one line to stderr (never a
-secret: URLs are redacted) and exit with status 1.
+secret: URLs are redacted) and exit with status 1; a command refused before doing
+anything (bad options, a write into ``memory://``) exits with status 2.
+
+Subcommands that plugins bring (``dmem conformance`` from dmem-conformance) come
+through the ``dmem_register_commands`` hook, loaded only when a command name is not a
+core one (or for ``--help`` and ``dmem plugins``): the core imports no plugin.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
+import importlib.metadata
 import json
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import click
 
-from ._health import redact_url
-from ._open import open as open_store
+from . import _cli_common as common
+from ._cli_common import (
+    EXIT_ERROR,
+    EXIT_USAGE,
+    Record,
+    Seconds,
+    export_line,
+    fail,
+    namespace_option,
+    open_url,
+    parse_json,
+    refuse_memory_write,
+    run,
+)
+from ._cli_transfer import copy, export, import_command
+from ._health import HealthStatus, redact_url
+from ._open import split_url
 from ._registry import registry
 from ._store import Store
 from .errors import DmemError
@@ -27,21 +47,95 @@ __all__ = ["main"]
 
 T = TypeVar("T")
 
+# Commands that plugins bring, with the root extra that installs each: asked for while
+# missing, they name the install command instead of click's "No such command".
+_EXTRA_FOR_COMMAND = {"conformance": "conformance"}
 
-def _run(coro: Coroutine[Any, Any, T]) -> T:
+
+class _Main(click.Group):
+    """The ``dmem`` group: core commands at once, plugin commands on first need."""
+
+    _plugins_added = False
+
+    def add_plugin_commands(self) -> None:
+        if not self._plugins_added:
+            self._plugins_added = True
+            registry().register_commands(self)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None:
+            self.add_plugin_commands()
+            command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in _EXTRA_FOR_COMMAND:
+            return _missing_plugin_command(cmd_name)
+        return command
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self.add_plugin_commands()
+        return super().list_commands(ctx)
+
+
+def _missing_plugin_command(name: str) -> click.Command:
+    def explain(args: tuple[str, ...]) -> None:
+        fail(
+            f"'dmem {name}' comes with a plugin that is not installed or not loaded: "
+            f"pip install 'dmem[{_EXTRA_FOR_COMMAND[name]}]' (if it is installed, see "
+            "'dmem plugins' and DMEM_LOAD_PLUGINS)",
+            EXIT_USAGE,
+        )
+
+    return click.Command(
+        name,
+        callback=explain,
+        params=[click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)],
+        context_settings={"ignore_unknown_options": True},
+        add_help_option=False,
+    )
+
+
+def _versions(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """``--version``: dmem's version, then each plugin distribution's (not loading any)."""
+    if not value or ctx.resilient_parsing:
+        return
+    click.echo(f"dmem {_version('dmem')}")
+    names: dict[str, list[str]] = {}
+    for entry_point in importlib.metadata.entry_points(group="dmem"):
+        dist = entry_point.dist
+        if dist is not None and dist.name != "dmem":
+            names.setdefault(dist.name, []).append(entry_point.name)
+    for dist_name in sorted(names):
+        plugins = ", ".join(sorted(set(names[dist_name])))
+        click.echo(f"{dist_name} {_version(dist_name)} (plugin: {plugins})")
+    ctx.exit()
+
+
+def _version(dist: str) -> str:
     try:
-        return asyncio.run(coro)
-    except DmemError as exc:
-        click.echo(f"error: {type(exc).__name__}: {exc}", err=True)
-        sys.exit(1)
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "(version unknown)"
 
 
-def _with_store(url: str, action: Callable[[Store], Awaitable[T]]) -> T:
+@click.group(cls=_Main)
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_versions,
+    help="Show the version of dmem and of each installed plugin, and exit.",
+)
+def main() -> None:
+    """dmem: one async memory API over pluggable backends (docs/cli.md)."""
+
+
+def _with_store(url: str, namespace: str | None, action: Callable[[Store], Awaitable[T]]) -> T:
     async def go() -> T:
-        async with open_store(url) as store:
+        async with open_url(url, namespace) as store:
             return await action(store)
 
-    return _run(go())
+    return run(go(), url)
 
 
 def _to_json(value: Any) -> str:
@@ -50,10 +144,7 @@ def _to_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-@click.group()
-@click.version_option(package_name="dmem")
-def main() -> None:
-    """dmem: one async memory API over pluggable backends."""
+_TTL = Seconds()
 
 
 @main.command()
@@ -61,6 +152,7 @@ def main() -> None:
 def plugins(as_json: bool) -> None:
     """List installed plugins, what they provide, and any that failed to load."""
     reg = registry()
+    main.add_plugin_commands()  # so each plugin's commands (and their errors) show
     if as_json:
         click.echo(json.dumps([p.to_dict() for p in reg.plugins], indent=2))
         return
@@ -71,6 +163,7 @@ def plugins(as_json: bool) -> None:
             ("providers", info.providers),
             ("middleware", info.middleware),
             ("embedders", info.embedders),
+            ("commands", info.commands),
         ):
             if items:
                 click.echo(f"  {label}: {', '.join(items)}")
@@ -80,36 +173,66 @@ def plugins(as_json: bool) -> None:
 
 @main.command()
 @click.argument("url")
+@namespace_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def health(url: str, as_json: bool) -> None:
-    """Check a backend; exit 1 unless it is healthy."""
+def health(url: str, namespace: str | None, as_json: bool) -> None:
+    """Check a backend; exit 1 unless it is healthy (also when it cannot be opened)."""
 
-    async def check(store: Store) -> Any:
-        return await store.health()
+    async def check() -> HealthStatus:
+        try:
+            async with open_url(url, namespace) as store:
+                return await store.health()
+        except DmemError as exc:
+            # A backend that is down fails already when opened: that is a health report
+            # too, and a script reading --json gets one either way.
+            message = common.scrub(f"cannot open: {type(exc).__name__}: {exc}", (url,))
+            return HealthStatus("unhealthy", _provider_name(url), message)
 
-    report = _with_store(url, check)
+    report = run(check(), url)
     if as_json:
         click.echo(json.dumps({"url": redact_url(url), **report.to_dict()}, indent=2))
     else:
         latency = "" if report.latency_ms is None else f" ({report.latency_ms:.2f} ms)"
         click.echo(f"{report.status}: {report.provider} {report.message}{latency}")
-    sys.exit(0 if report.ok else 1)
+    sys.exit(0 if report.ok else EXIT_ERROR)
+
+
+def _provider_name(url: str) -> str:
+    try:
+        scheme = split_url(url)[0]
+    except DmemError:
+        return "unknown"
+    spec = registry().provider_for("kv", scheme)
+    return spec.name if spec is not None else scheme
 
 
 @main.command()
 @click.argument("url")
 @click.argument("key")
-def get(url: str, key: str) -> None:
-    """Print the value of KEY as JSON (bytes as {"$bytes_base64": ...}); exit 1 if missing."""
+@namespace_option
+@click.option("--meta", is_flag=True, help="Print key, value, tags and ttl as one JSON object.")
+def get(url: str, key: str, namespace: str | None, meta: bool) -> None:
+    """Print the value of KEY as JSON (bytes as {"$bytes_base64": ...}); exit 1 if missing.
+
+    With --meta: one object in the export format (docs/cli.md), with "ttl" the seconds
+    left (null: no expiry) and "bytes" (base64) instead of "value" for bytes.
+    """
     missing = object()
 
-    async def read(store: Store) -> Any:
-        return await store.get(key, missing)
+    async def read(store: Store) -> tuple[Any, dict[str, str], float | None]:
+        value = await store.get(key, missing)
+        if value is missing or not meta:
+            return value, {}, None
+        return value, await store.get_tags(key), await store.ttl(key)
 
-    value = _with_store(url, read)
+    value, tags, left = _with_store(url, namespace, read)
     if value is missing:
-        click.echo(f"error: key {key!r} not found", err=True)
-        sys.exit(1)
+        fail(f"key {key!r} not found")
+    if meta:
+        ttl_ms = None if left is None else max(1, round(left * 1000))
+        line = export_line(Record(key, value, tags, ttl_ms, time.monotonic()), time.monotonic())
+        click.echo((line or b"").decode("utf-8"), nl=False)
+        return
     click.echo(_to_json(value))
 
 
@@ -117,7 +240,8 @@ def get(url: str, key: str) -> None:
 @click.argument("url")
 @click.argument("key")
 @click.argument("value")
-@click.option("--ttl", type=float, default=None, help="Seconds until the key expires.")
+@namespace_option
+@click.option("--ttl", type=_TTL, default=None, help="Seconds until the key expires (> 0).")
 @click.option("--tag", "tags", multiple=True, help="NAME=VALUE (repeatable).")
 @click.option("--nx", is_flag=True, help="Only if the key does not exist (if_not_exists).")
 @click.option("--string", "as_string", is_flag=True, help="Store VALUE as a str, not JSON.")
@@ -125,109 +249,211 @@ def set_command(
     url: str,
     key: str,
     value: str,
+    namespace: str | None,
     ttl: float | None,
     tags: tuple[str, ...],
     nx: bool,
     as_string: bool,
 ) -> None:
     """Store VALUE (JSON unless --string) under KEY; exit 1 if --nx and it exists."""
-    if as_string:
-        parsed: Any = value
-    else:
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise click.BadParameter(f"not JSON ({exc}); use --string for text") from None
+    refuse_memory_write(url, "cannot set a key in")
     tag_map: dict[str, str] = {}
     for item in tags:
         name, sep, tag_value = item.partition("=")
         if not sep:
             raise click.BadParameter(f"--tag takes NAME=VALUE, got {item!r}")
         tag_map[name] = tag_value
+    if as_string:
+        parsed: Any = value
+    else:
+        try:
+            parsed = parse_json(value)
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(f"not JSON ({exc}); use --string for text") from None
+        except DmemError as exc:
+            fail(f"{type(exc).__name__}: {exc}")
 
     async def write(store: Store) -> bool:
         return await store.set(key, parsed, ttl=ttl, if_not_exists=nx, tags=tag_map or None)
 
-    written = _with_store(url, write)
+    written = _with_store(url, namespace, write)
     click.echo("written" if written else "not written (key exists)")
-    sys.exit(0 if written else 1)
+    sys.exit(0 if written else EXIT_ERROR)
 
 
 @main.command()
 @click.argument("url")
 @click.argument("keys", nargs=-1, required=True)
-def delete(url: str, keys: tuple[str, ...]) -> None:
+@namespace_option
+def delete(url: str, keys: tuple[str, ...], namespace: str | None) -> None:
     """Delete KEYS; print how many were live."""
+    refuse_memory_write(url, "cannot delete from")
 
     async def remove(store: Store) -> int:
         return await store.delete_many(keys)
 
-    click.echo(str(_with_store(url, remove)))
+    click.echo(str(_with_store(url, namespace, remove)))
 
 
 @main.command()
 @click.argument("url")
 @click.argument("pattern", default="*")
-def keys(url: str, pattern: str) -> None:
+@namespace_option
+def keys(url: str, pattern: str, namespace: str | None) -> None:
     """List live keys matching PATTERN (glob), one per line, sorted."""
 
     async def listing(store: Store) -> list[str]:
         return await store.keys(pattern)
 
-    for key in sorted(_with_store(url, listing)):
+    for key in sorted(_with_store(url, namespace, listing)):
+        click.echo(key)
+
+
+@main.command()
+@click.argument("url")
+@click.argument("pattern", default="*")
+@namespace_option
+def count(url: str, pattern: str, namespace: str | None) -> None:
+    """Print how many live keys match PATTERN (glob)."""
+
+    async def counting(store: Store) -> int:
+        return await store.count(pattern)
+
+    click.echo(str(_with_store(url, namespace, counting)))
+
+
+@main.command()
+@click.argument("url")
+@click.argument("key")
+@namespace_option
+def ttl(url: str, key: str, namespace: str | None) -> None:
+    """Print seconds left for KEY, or 'none' when it never expires; exit 1 if missing."""
+
+    async def remaining(store: Store) -> float | None:
+        return await store.ttl(key)
+
+    left = _with_store(url, namespace, remaining)
+    click.echo("none" if left is None else f"{left:.3f}")
+
+
+@main.command()
+@click.argument("url")
+@click.argument("key")
+@namespace_option
+def tags(url: str, key: str, namespace: str | None) -> None:
+    """Print the tags of KEY as a JSON object; exit 1 if missing."""
+
+    async def reading(store: Store) -> dict[str, str]:
+        return await store.get_tags(key)
+
+    click.echo(json.dumps(_with_store(url, namespace, reading), ensure_ascii=False))
+
+
+@main.command(name="find-by-tag")
+@click.argument("url")
+@click.argument("name")
+@click.argument("value")
+@namespace_option
+def find_by_tag(url: str, name: str, value: str, namespace: str | None) -> None:
+    """List live keys tagged NAME=VALUE, one per line, sorted."""
+
+    async def finding(store: Store) -> list[str]:
+        return await store.find_by_tag(name, value)
+
+    for key in sorted(_with_store(url, namespace, finding)):
         click.echo(key)
 
 
 @main.command()
 @click.argument("url")
 @click.argument("key")
-def ttl(url: str, key: str) -> None:
-    """Print seconds left for KEY, or 'none' when it never expires."""
+@click.argument("seconds", type=_TTL)
+@namespace_option
+def expire(url: str, key: str, seconds: float, namespace: str | None) -> None:
+    """Make KEY expire SECONDS from now; exit 1 if it is not live."""
+    refuse_memory_write(url, "cannot change a key in")
 
-    async def remaining(store: Store) -> float | None:
-        return await store.ttl(key)
+    async def expiring(store: Store) -> bool:
+        return await store.expire(key, seconds)
 
-    left = _with_store(url, remaining)
-    click.echo("none" if left is None else f"{left:.3f}")
-
-
-@main.command()
-@click.argument("source")
-@click.argument("destination")
-@click.option("--pattern", default="*", help="Only keys matching this glob.")
-@click.option("--batch", default=500, show_default=True, help="Keys per write batch.")
-def copy(source: str, destination: str, pattern: str, batch: int) -> None:
-    """Copy live keys (values, tags, remaining ttl) from SOURCE to DESTINATION."""
-
-    async def go() -> int:
-        copied = 0
-        async with open_store(source) as src, open_store(destination) as dst:
-            total = await src.count(pattern)
-            with click.progressbar(length=total, label="copying", file=sys.stderr) as bar:
-                async for key, value in src.scan(pattern):
-                    try:
-                        tags = await src.get_tags(key)
-                        left = await src.ttl(key)
-                    except DmemError:
-                        continue  # expired or deleted meanwhile
-                    await dst.set(key, value, ttl=left if left else None, tags=tags or None)
-                    copied += 1
-                    bar.update(1)
-        return copied
-
-    click.echo(f"copied {_run(go())} keys")
+    if not _with_store(url, namespace, expiring):
+        fail(f"key {key!r} not found")
+    click.echo("expiry set")
 
 
 @main.command()
 @click.argument("url")
-@click.option("--ops", default=2000, show_default=True, help="Operations per measurement.")
-@click.option("--size", default=100, show_default=True, help="Value size in characters.")
-def bench(url: str, ops: int, size: int) -> None:
-    """Measure single set/get and batch throughput against URL (in a scratch namespace)."""
+@click.argument("key")
+@namespace_option
+def persist(url: str, key: str, namespace: str | None) -> None:
+    """Remove KEY's expiry; exit 1 if it is not live."""
+    refuse_memory_write(url, "cannot change a key in")
+
+    async def persisting(store: Store) -> bool:
+        return await store.persist(key)
+
+    if not _with_store(url, namespace, persisting):
+        fail(f"key {key!r} not found")
+    click.echo("expiry removed")
+
+
+@main.command()
+@click.argument("url")
+@namespace_option
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def clear(url: str, namespace: str | None, yes: bool) -> None:
+    """Remove every key of the namespace; ask first unless --yes. Print how many."""
+    refuse_memory_write(url, "cannot clear")
+
+    async def clearing(store: Store) -> int:
+        if not yes:
+            live = await store.count()
+            # abort=True: "no" (or no answer, e.g. stdin at its end) exits 1 with "Aborted!".
+            click.confirm(
+                f"Remove all {live} keys of namespace {store.namespace!r} in {redact_url(url)}?",
+                abort=True,
+                err=True,
+            )
+        return await store.clear()
+
+    click.echo(str(_with_store(url, namespace, clearing)))
+
+
+@main.command()
+@click.argument("url")
+@namespace_option
+@click.option(
+    "--ops",
+    default=2000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Operations per measurement.",
+)
+@click.option(
+    "--size",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Value size in characters.",
+)
+def bench(url: str, namespace: str | None, ops: int, size: int) -> None:
+    """Measure single set/get and batch throughput against URL.
+
+    It writes into a scratch namespace and clears it afterwards; --namespace names that
+    namespace, which must then be empty.
+    """
+    scratch = namespace if namespace is not None else f"dmem-bench-{time.time_ns()}"
 
     async def go() -> list[tuple[str, float]]:
         rows: list[tuple[str, float]] = []
-        async with open_store(url, namespace=f"dmem-bench-{time.time_ns()}") as store:
+        async with open_url(url, scratch) as store:
+            if namespace is not None and await store.count():
+                fail(
+                    f"namespace {namespace!r} is not empty, and bench clears its namespace "
+                    "when done; name an empty one, or leave --namespace out",
+                    EXIT_USAGE,
+                    urls=(url,),
+                )
             value = "x" * size
             keys = [f"bench:{i}" for i in range(ops)]
             start = time.perf_counter()
@@ -247,19 +473,10 @@ def bench(url: str, ops: int, size: int) -> None:
             await store.clear()
         return rows
 
-    for name, rate in _run(go()):
+    for name, rate in run(go(), url):
         click.echo(f"{name:32} {rate:12,.0f} /s")
 
 
-@main.command()
-@click.argument("url")
-@click.option("--profile", default="ci", show_default=True, help="Hypothesis profile.")
-@click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
-def conformance(url: str, profile: str, pytest_args: tuple[str, ...]) -> None:
-    """Run the conformance suite against URL and print a clause-by-clause table."""
-    try:
-        from dmem_conformance.runner import main as run_suite
-    except ImportError:
-        click.echo("error: the suite is not installed: pip install 'dmem[conformance]'", err=True)
-        sys.exit(2)
-    sys.exit(run_suite(url, profile, list(pytest_args)))
+main.add_command(copy)
+main.add_command(export)
+main.add_command(import_command)
