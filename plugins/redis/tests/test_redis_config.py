@@ -118,23 +118,38 @@ def test_good_urls_still_parse() -> None:
         f"redis+sentinel://:ab/{SECRET}@h/svc",
         f"redis://:{SECRET}\uff03@h/0",  # urlsplit's own error quotes the whole netloc
         f"redis://:{SECRET}@[::1/0",
+        # An unencoded '?' in the password: the rest becomes query options, the '@' that
+        # ended the user part with them (in an unknown option, a number option, or a text
+        # option's value, when what is left of the host part is malformed).
+        f"redis://u:{SECRET}?x=1@h/0",
+        f"redis://u:ab?{SECRET}=1@h/0",
+        f"redis://u:ab?x=1&{SECRET}=2&password=zz@h/0",
+        f"redis://u:ab?timeout={SECRET}@h/0",
+        f"redis://u:ab?db=1{SECRET}@h/0",
+        f"redis://u:{SECRET}?password=zz@h/0",
+        f"redis+sentinel://h/{SECRET}/{SECRET}?password=zz@h",
+        f"redis+cluster://h/{SECRET}?namespace=zz@h",
+        f"redis://u:a@b?{SECRET}=1@h/0",  # an '@' in the password before its '?'
     ],
 )
 def test_messages_never_show_the_password(url: str) -> None:
-    _reject(url)  # asserts the password is not in the message
+    error = _reject(url)  # asserts the password is not in the message
+    # Nor in an exception behind it (`raise ... from None` only hides one from tracebacks).
+    assert error.__context__ is None and error.__cause__ is None
 
 
 @pytest.mark.parametrize(
-    "url",
+    ("url", "message"),
     [
-        f"redis://:ab{SECRET}?x={SECRET}@h/0",  # the URL ends at '?': netloc ":ab<secret>"
-        f"redis://:{SECRET}",
-        f"redis+cluster://a:1,:{SECRET}",
-        f"redis+sentinel://:{SECRET}/svc",
+        # The URL ends at '?': netloc ":ab<secret>", and option x holds "<secret>@h/0".
+        (f"redis://:ab{SECRET}?x={SECRET}@h/0", "cut short at a '?'"),
+        (f"redis://:{SECRET}", "empty host"),
+        (f"redis+cluster://a:1,:{SECRET}", "empty host"),
+        (f"redis+sentinel://:{SECRET}/svc", "empty host"),
     ],
 )
-def test_a_password_without_its_at_is_not_shown(url: str) -> None:
-    assert "empty host" in str(_reject(url))
+def test_a_password_without_its_at_is_not_shown(url: str, message: str) -> None:
+    assert message in str(_reject(url))
 
 
 def test_unencoded_password_characters_are_explained() -> None:

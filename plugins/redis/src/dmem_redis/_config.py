@@ -28,7 +28,7 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from dmem import InvalidArgumentError, ProviderOptions, redact_url
 
@@ -175,15 +175,14 @@ def _digits(text: str) -> int | None:
     return int(text) if text.isascii() and text.isdigit() else None
 
 
-def _url_db(segment: str, shown: str) -> int:
+def _url_db(segment: str, shown: str, *, opaque: bool = False) -> int:
     """The database number of a URL path segment ('' is 0)."""
     if not segment:
         return 0
     db = _digits(segment)
     if db is None:
-        raise InvalidArgumentError(
-            f"database in Redis URL must be a number, got {segment!r}: {shown}"
-        )
+        got = "***" if opaque else repr(segment)
+        raise InvalidArgumentError(f"database in Redis URL must be a number, got {got}: {shown}")
     if db > _MAX_DB:
         raise InvalidArgumentError(f"database in Redis URL must be 0 to {_MAX_DB}: {shown}")
     return db
@@ -196,24 +195,27 @@ def _db(opts: ProviderOptions, default: int) -> int:
     return db
 
 
-def _split_hosts(hostlist: str, default_port: int, shown: str) -> tuple[tuple[str, int], ...]:
-    """``host[:port][,host[:port]...]``; messages quote ``shown``, never a raw item that could
-    be part of a password."""
+def _split_hosts(
+    hostlist: str, default_port: int, shown: str, *, opaque: bool = False
+) -> tuple[tuple[str, int], ...]:
+    """``host[:port][,host[:port]...]``; messages quote ``shown``, and an item only where it
+    cannot be part of a password (not ``opaque``)."""
     hosts: list[tuple[str, int]] = []
     for item in hostlist.split(","):
         item = item.strip()
         if not item:
             continue
+        quoted = "***" if opaque else repr(item)
         if item.startswith("["):  # [ipv6]:port
             host, _, rest = item[1:].partition("]")
             if rest and not rest.startswith(":"):
-                raise InvalidArgumentError(f"bad host {item!r} in Redis URL {shown}")
+                raise InvalidArgumentError(f"bad host {quoted} in Redis URL {shown}")
             port_text = rest[1:]
         else:
             host, _, port_text = item.rpartition(":") if ":" in item else (item, "", "")
             if ":" in host:
                 raise InvalidArgumentError(
-                    f"bad host {item!r} in Redis URL {shown}: IPv6 addresses go in brackets, "
+                    f"bad host {quoted} in Redis URL {shown}: IPv6 addresses go in brackets, "
                     "e.g. redis://[::1]:6379"
                 )
         if not host:
@@ -227,7 +229,7 @@ def _split_hosts(hostlist: str, default_port: int, shown: str) -> tuple[tuple[st
         port = _digits(port_text) if port_text else default_port
         if port is None or not 0 < port < 65536:
             raise InvalidArgumentError(
-                f"bad port in {item!r} in Redis URL {shown} (a number from 1 to 65535)"
+                f"bad port in {quoted} in Redis URL {shown} (a number from 1 to 65535)"
             )
         hosts.append((host, port))
     if not hosts:
@@ -243,6 +245,92 @@ def _userinfo(netloc: str) -> tuple[str | None, str | None, str]:
     return (unquote(user) or None), (unquote(password) if sep else None), hostlist
 
 
+# Options whose value is any text, so an '@' in it may be legitimate ("p@ss", "me@corp").
+_TEXT_OPTIONS = frozenset(
+    {
+        "namespace",
+        "client_name",
+        "username",
+        "password",
+        "service_name",
+        "sentinel_username",
+        "sentinel_password",
+        "ssl_ca_certs",
+        "ssl_ca_path",
+        "ssl_certfile",
+        "ssl_keyfile",
+    }
+)
+_OPTIONS = _TEXT_OPTIONS | {
+    "timeout",
+    "connect_timeout",
+    "retries",
+    "retry_backoff",
+    "retry_backoff_max",
+    "max_connections",
+    "buckets",
+    "db",
+    "ssl_cert_reqs",
+    "ssl_check_hostname",
+}
+
+
+def _cut_at_query(options: dict[str, Any], scheme: str) -> InvalidArgumentError | None:
+    """The error for options that an unencoded '?' in the user name or password made.
+
+    dmem.open splits the URL at its first '?'; with one in the password, the rest of the
+    password, its '@' and the host part become query options, and the message of any check
+    on them (an unknown option's name, a number option's value) would quote the password.
+    The '@' that ended the user part then sits in an option's name or value. Where that
+    option could not be valid anyway (an unknown one, or one that takes no free text), or
+    another option is unknown, the error names none of them.
+    """
+    hint = (
+        "if the user name or password holds a '/', '?', '#' or '@', percent-encode it "
+        "(%2F, %3F, %23, %40)"
+    )
+    has_at = False
+    for name, value in options.items():
+        in_value = isinstance(value, str) and "@" in value
+        if "@" in name or (in_value and name not in _TEXT_OPTIONS):
+            return InvalidArgumentError(
+                f"Redis URL {scheme}://*** has an '@' in its query options, so the URL was "
+                f"probably cut short at a '?' in the user name or password: {hint}"
+            )
+        has_at = has_at or in_value
+    unknown = [name for name in options if name not in _OPTIONS]
+    if unknown and has_at:
+        return InvalidArgumentError(
+            f"unknown redis option(s) in {scheme}://*** (not named: with an '@' in an option "
+            f"value they may be a piece of a password that a '?' cut out of the URL); {hint}"
+        )
+    return None
+
+
+def _shown_url(url: str) -> str:
+    """``redact_url(url)``, also where that misses the password: urlsplit drops tabs and
+    newlines from a URL, and redact_url then cannot find the user part it parsed in the text
+    as written. Here the user part is cut from the text itself (up to the last '@' before
+    the first '/', '?' or '#')."""
+    scheme, sep, rest = url.partition("://")
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    userinfo, at, hostport = rest[:end].rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return redact_url(url)
+    user = userinfo.split(":", 1)[0]
+    return redact_url(f"{scheme}://{user}:***@{hostport}{rest[end:]}")
+
+
+def _urlsplit(url: str) -> SplitResult | None:
+    """``urlsplit(url)``, or None where it fails. Its ValueError quotes the netloc, password
+    and all, so it must not even be the ``__context__`` of the error raised instead (``from
+    None`` only hides the context from tracebacks; it stays on the exception)."""
+    try:
+        return urlsplit(url)
+    except ValueError:
+        return None
+
+
 def _misplaced_at(url: str, scheme: str) -> InvalidArgumentError:
     # Everything before the last '@' may be (part of) a password: show none of it.
     shown = f"{scheme}://***@{redact_url(url.rpartition('@')[2])}"
@@ -255,23 +343,30 @@ def _misplaced_at(url: str, scheme: str) -> InvalidArgumentError:
 def parse_config(url: str, options: dict[str, Any]) -> RedisConfig:
     """Validate ``url`` and ``options``; raise InvalidArgumentError naming what is wrong."""
     scheme = url.split("://", 1)[0].lower()
-    if any("@" in name for name in options):
-        # dmem.open cut the URL at a '?' that was part of the password.
-        raise _misplaced_at(url + "?@", scheme)
-    shown = redact_url(url)
+    cut = _cut_at_query(options, scheme)
+    if cut is not None:
+        raise cut
+    shown = _shown_url(url)
     if scheme not in SCHEMES:
         raise InvalidArgumentError(f"not a Redis URL: {shown}")
-    try:
-        parts = urlsplit(url)
-    except ValueError:  # its text may quote the password
+    parts = _urlsplit(url)
+    if parts is None:
         raise InvalidArgumentError(
             f"bad Redis URL {scheme}://***: an unbalanced '[' or ']', or a character that "
             "Unicode normalization turns into '/', '?', '#', '@' or ':' (percent-encode it)"
-        ) from None
+        )
     if "@" in url and "@" not in parts.netloc:
         raise _misplaced_at(url, scheme)
     if "@" in parts.path or "@" in parts.fragment:
         raise _misplaced_at(url, scheme)
+    # No '@' in the host part while a text option's value holds one ("p@ss", or a password
+    # cut at '?' whose rest starts with a text option's name, "?password=..."): if the host
+    # part or the path is malformed, it may be pieces of a password, so the errors about
+    # them show none of it. A well-formed one is shown as usual.
+    opaque = "@" not in parts.netloc and any(
+        isinstance(value, str) and "@" in value for value in options.values()
+    )
+    errors_shown = f"{scheme}://***" if opaque else shown
     opts = ProviderOptions(options, provider="redis")
     namespace = opts.namespace()
     timeout = opts.float("timeout", DEFAULT_TIMEOUT)
@@ -358,12 +453,12 @@ def parse_config(url: str, options: dict[str, Any]) -> RedisConfig:
     if cluster:
         buckets = opts.int("buckets", 64, minimum=1)
         if segments not in ([], ["0"]):
-            raise InvalidArgumentError(f"Redis Cluster has only database 0: {shown}")
+            raise InvalidArgumentError(f"Redis Cluster has only database 0: {errors_shown}")
         if buckets > 16384:
             raise InvalidArgumentError("redis option 'buckets' must be at most 16384")
         config = RedisConfig(
             mode="cluster",
-            hosts=_split_hosts(hostlist, 6379, shown),
+            hosts=_split_hosts(hostlist, 6379, errors_shown, opaque=opaque),
             buckets=buckets,
             **timeouts(),
             **common,
@@ -371,16 +466,18 @@ def parse_config(url: str, options: dict[str, Any]) -> RedisConfig:
     elif scheme.endswith("+sentinel"):
         if len(segments) > 2:
             raise InvalidArgumentError(
-                f"Redis Sentinel URLs are redis+sentinel://host:port/SERVICE/db, got {shown}"
+                f"Redis Sentinel URLs are redis+sentinel://host:port/SERVICE/db, got {errors_shown}"
             )
         service = opts.optional_str("service_name") or (segments[0] if segments else "")
         if not service:
             raise InvalidArgumentError(
                 "Redis Sentinel URL needs a service name: "
-                f"redis+sentinel://host:port/SERVICE ({shown})"
+                f"redis+sentinel://host:port/SERVICE ({errors_shown})"
             )
-        db = _db(opts, _url_db(segments[1], shown) if len(segments) > 1 else 0)
-        sentinel_hosts = _split_hosts(hostlist, 26379, shown)
+        db = _db(
+            opts, _url_db(segments[1], errors_shown, opaque=opaque) if len(segments) > 1 else 0
+        )
+        sentinel_hosts = _split_hosts(hostlist, 26379, errors_shown, opaque=opaque)
         config = RedisConfig(
             mode="sentinel",
             hosts=sentinel_hosts,
@@ -394,7 +491,7 @@ def parse_config(url: str, options: dict[str, Any]) -> RedisConfig:
     elif scheme == "unix":
         path = unquote(parts.path)
         if not path:
-            raise InvalidArgumentError(f"unix:// URL needs a socket path: {shown}")
+            raise InvalidArgumentError(f"unix:// URL needs a socket path: {errors_shown}")
         config = RedisConfig(
             mode="standalone",
             socket_path=path,
@@ -403,12 +500,12 @@ def parse_config(url: str, options: dict[str, Any]) -> RedisConfig:
             **common,
         )
     else:
-        db_default = _url_db("/".join(segments), shown)
-        hosts = _split_hosts(hostlist or "localhost", 6379, shown)
+        db_default = _url_db("/".join(segments), errors_shown, opaque=opaque)
+        hosts = _split_hosts(hostlist or "localhost", 6379, errors_shown, opaque=opaque)
         if len(hosts) > 1:
             raise InvalidArgumentError(
                 f"a {scheme}:// URL takes one host; several hosts are redis+sentinel:// or "
-                f"redis+cluster:// URLs: {shown}"
+                f"redis+cluster:// URLs: {errors_shown}"
             )
         config = RedisConfig(
             mode="standalone",
