@@ -25,6 +25,31 @@ from dmem import (
 from dmem.backends import MemoryProvider
 
 
+def _released() -> memoryview:
+    view = memoryview(b"gone")
+    view.release()
+    return view
+
+
+def _nested(depth: int) -> Any:
+    value: Any = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+class _BadEq:
+    """Compares by raising, as a numpy array's truth value does."""
+
+    __hash__ = object.__hash__
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("no comparisons")
+
+    def __ne__(self, other: object) -> bool:
+        raise RuntimeError("no comparisons")
+
+
 @pytest.fixture
 async def kv() -> AsyncIterator[Store]:
     async with dmem.open("memory://") as store:
@@ -88,6 +113,43 @@ async def test_async_with_open() -> None:
         (lambda s: s.keys("[oops"), InvalidPatternError),
         (lambda s: s.count("\\"), InvalidPatternError),
         (lambda s: s.find_by_tag("", "x"), InvalidArgumentError),
+        # Not iterable at all: was a TypeError from list()/iteration.
+        (lambda s: s.get_many(5), InvalidArgumentError),
+        (lambda s: s.set_many(5), InvalidArgumentError),
+        (lambda s: s.delete_many(5), InvalidArgumentError),
+        (lambda s: s.set_many(b"ab"), InvalidArgumentError),
+        (lambda s: s.get_many(_released()), InvalidArgumentError),
+        (lambda s: s.set_many(_released()), InvalidArgumentError),
+        (lambda s: s.set_many([["k", 1]]), InvalidArgumentError),
+        # Unhashable patterns: compile_pattern's cache hashed them first (TypeError).
+        (lambda s: s.keys(["a"]), InvalidPatternError),
+        (lambda s: s.count({}), InvalidPatternError),
+        (lambda s: s.keys(b"*"), InvalidPatternError),
+        # Every non-mapping tags, also the falsy ones once taken for "no tags".
+        (lambda s: s.set("k", 1, tags=[]), InvalidArgumentError),
+        (lambda s: s.set("k", 1, tags=0), InvalidArgumentError),
+        (lambda s: s.set("k", 1, tags=""), InvalidArgumentError),
+        (lambda s: s.set("k", 1, tags=()), InvalidArgumentError),
+        (lambda s: s.set("k", 1, tags=False), InvalidArgumentError),
+        (lambda s: s.set("k", 1, tags=[("a", "b")]), InvalidArgumentError),
+        (lambda s: s.set_many({"k": 1}, tags=[]), InvalidArgumentError),
+        (lambda s: s.set_many({"k": 1}, tags=set()), InvalidArgumentError),
+        # A tag value whose != raises; a tag name whose repr raises (a 5000-digit int).
+        (lambda s: s.set("k", 1, tags={"a": _BadEq()}), InvalidArgumentError),
+        (lambda s: s.set("k", 1, tags={10**5000: "a"}), InvalidArgumentError),
+        (lambda s: s.find_by_tag([], "x"), InvalidArgumentError),
+        (lambda s: s.find_by_tag("t", _BadEq()), InvalidArgumentError),
+        # Ints beyond the float range: float() raised OverflowError.
+        (lambda s: s.set("k", 1, ttl=10**400), InvalidArgumentError),
+        (lambda s: s.set("k", 1, ttl=-(10**400)), InvalidArgumentError),
+        (lambda s: s.expire("k", 10**400), InvalidArgumentError),
+        (lambda s: s.set_many({"k": 1}, ttl=10**400), InvalidArgumentError),
+        # Keys whose repr fails: the message's repr raised ValueError or RecursionError.
+        (lambda s: s.get(10**5000), InvalidKeyError),
+        (lambda s: s.set(_nested(5000), 1), InvalidKeyError),
+        # A value the codec's checks let through and bytes() then refused.
+        (lambda s: s.set("k", _released()), InvalidValueError),
+        (lambda s: s.set_many({"k": _released()}), InvalidValueError),
     ],
 )
 async def test_invalid_input_raises_before_any_io(call: Any, error: type[Exception]) -> None:
@@ -97,6 +159,38 @@ async def test_invalid_input_raises_before_any_io(call: Any, error: type[Excepti
             await call(store)
         assert recorder.calls == 0
         assert await store.count() == 0
+
+
+async def test_scan_with_a_pattern_of_another_type() -> None:
+    recorder = Recorder(MemoryProvider())
+    async with Store(recorder) as store:
+        for pattern in (["a"], None, 5, b"*"):
+            with pytest.raises(InvalidPatternError):
+                [item async for item in store.scan(pattern)]  # type: ignore[arg-type]
+        assert recorder.calls == 0
+
+
+async def test_tags_none_or_an_empty_mapping_mean_no_tags(kv: Store) -> None:
+    await kv.set("k", 1, tags={"t": "1"})
+    empty: tuple[Any, ...] = (None, {}, MappingProxyType({}))
+    for no_tags in empty:
+        await kv.set("k", 1, tags={"t": "1"})
+        assert await kv.set("k", 2, tags=no_tags) is True
+        assert await kv.get_tags("k") == {}
+        assert await kv.set_many({"k": 3}, tags=no_tags) == 1
+        assert await kv.get_tags("k") == {}
+    assert await kv.set("k", 4, tags=MappingProxyType({"t": "2"}))
+    assert await kv.find_by_tag("t", "2") == ["k"]
+
+
+async def test_ttl_ints_are_exact_at_every_size(kv: Store) -> None:
+    ten_years = 10 * 365 * 86400
+    assert await kv.set("k", 1, ttl=ten_years)
+    left = await kv.ttl("k")
+    assert left is not None and ten_years - 1 < left <= ten_years
+    assert await kv.expire("k", 1)
+    left = await kv.ttl("k")
+    assert left is not None and 0.9 < left <= 1
 
 
 async def test_missing_keys(kv: Store) -> None:

@@ -1,25 +1,29 @@
 """The :class:`Store` users hold: validates, encodes once, runs the middleware chain.
 
 Every call checks its arguments before any I/O, then hands bytes to the top of
-the provider chain (outermost middleware, or the provider itself). Any
-exception from below that is not a :class:`DmemError` is wrapped in a
-:class:`ProviderError` with the original as ``__cause__``.
+the provider chain (outermost middleware, or the provider itself). A bad
+argument of any type or value is a :class:`DmemError` (an
+:class:`InvalidArgumentError` or one of its subclasses), never a ``TypeError``
+from deeper down. Any exception from below that is not a :class:`DmemError` is
+wrapped in a :class:`ProviderError` with the original as ``__cause__``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
 from ._codec import decode, encode, encode_many
 from ._health import HealthStatus, redact_url
-from ._pattern import compile_pattern
-from ._validation import check_key, check_tags, ttl_to_ms
+from ._pattern import Pattern, compile_pattern
+from ._validation import check_key, check_tag, check_tags, short_repr, ttl_to_ms
 from .errors import (
     DmemError,
     InvalidArgumentError,
+    InvalidPatternError,
+    InvalidValueError,
     NotInitializedError,
     ProviderError,
 )
@@ -28,6 +32,9 @@ from .provider import KVProvider
 __all__ = ["Store"]
 
 _NEW, _OPEN, _CLOSED = 0, 1, 2
+# Iterable, but never a collection of keys or pairs: they iterate characters or ints (and a
+# released memoryview raises ValueError on the first one).
+_TEXT = (str, bytes, bytearray, memoryview)
 
 
 def _wrap(exc: Exception) -> ProviderError:
@@ -50,8 +57,11 @@ class Store:
         middleware: Sequence[Any] = (),
         url: str | None = None,
     ) -> None:
+        _check_provider(provider)
+        if url is not None and type(url) is not str:
+            raise InvalidArgumentError(f"url must be a str or None, not {type(url).__name__}")
         self._provider = provider
-        self.middleware = tuple(middleware)
+        self.middleware = _check_middleware(middleware)
         top: KVProvider = provider
         # List order is outermost first, so wrap from the innermost outwards.
         for mw in reversed(self.middleware):
@@ -160,9 +170,16 @@ class Store:
             raise self._not_open()
         check_key(key)
         ttl_ms = None if ttl is None else ttl_to_ms(ttl)
-        tag_map = check_tags(tags) if tags else {}
+        # ``tags is None`` first: the common call costs one identity test. Not ``if tags``,
+        # which took [], 0 and "" for "no tags" while refusing other non-mappings.
+        tag_map = {} if tags is None else check_tags(tags)
         _check_flag(if_not_exists)
-        data = encode(value)
+        try:
+            data = encode(value)
+        except DmemError:
+            raise
+        except Exception as exc:
+            raise _bad_value(exc) from exc
         try:
             return await self._top.set(
                 key, data, ttl_ms=ttl_ms, if_not_exists=if_not_exists, tags=tag_map
@@ -214,7 +231,7 @@ class Store:
         if self._state != _OPEN:
             raise self._not_open()
         ttl_ms = None if ttl is None else ttl_to_ms(ttl)
-        tag_map = check_tags(tags) if tags else {}
+        tag_map = {} if tags is None else check_tags(tags)
         _check_flag(if_not_exists)
         batch: list[tuple[str, bytes]]
         if type(items) is dict:
@@ -222,21 +239,28 @@ class Store:
             # duplicate keys to fold, and no pair to unpack and check (~0.1 us a pair less).
             for _ in map(check_key, items):
                 pass
-            batch = list(zip(items, encode_many(items.values()), strict=True))
+            batch = list(zip(items, _encode_many(items.values()), strict=True))
         else:
-            pairs = items.items() if isinstance(items, Mapping) else items
+            if isinstance(items, _TEXT):
+                raise InvalidArgumentError(
+                    f"set_many takes a mapping or (key, value) pairs, not {type(items).__name__}"
+                )
+            pairs = items.items() if isinstance(items, Mapping) else _iterate(items, "items")
             keys: list[str] = []
             values: list[Any] = []
             for pair in pairs:
                 if not isinstance(pair, tuple) or len(pair) != 2:
-                    raise InvalidArgumentError("set_many takes a mapping or (key, value) pairs")
+                    raise InvalidArgumentError(
+                        "set_many takes a mapping or (key, value) pairs, "
+                        f"not an iterable of {type(pair).__name__}"
+                    )
                 key, value = pair
                 check_key(key)
                 keys.append(key)
                 values.append(value)
             # Every value is checked, also one that a later pair with the same key replaces;
             # then a key given twice keeps its last value (at its first position).
-            batch = list(dict(zip(keys, encode_many(values), strict=True)).items())
+            batch = list(dict(zip(keys, _encode_many(values), strict=True)).items())
         if not batch:
             return 0
         try:
@@ -267,7 +291,7 @@ class Store:
         """Stream ``(key, value)`` of live keys matching ``pattern``, in constant memory."""
         if self._state != _OPEN:
             raise self._not_open()
-        compiled = compile_pattern(pattern)
+        compiled = _compile(pattern)
         iterator = self._top.scan(compiled).__aiter__()
         while True:
             try:
@@ -284,7 +308,7 @@ class Store:
         """Live keys matching ``pattern``, unordered, without duplicates."""
         if self._state != _OPEN:
             raise self._not_open()
-        compiled = compile_pattern(pattern)
+        compiled = _compile(pattern)
         try:
             return await self._top.keys(compiled)
         except DmemError:
@@ -295,7 +319,7 @@ class Store:
     async def count(self, pattern: str = "*") -> int:
         if self._state != _OPEN:
             raise self._not_open()
-        compiled = compile_pattern(pattern)
+        compiled = _compile(pattern)
         try:
             return await self._top.count(compiled)
         except DmemError:
@@ -319,7 +343,7 @@ class Store:
         """Live keys whose tags hold ``name=value``."""
         if self._state != _OPEN:
             raise self._not_open()
-        check_tags({name: value})
+        check_tag(name, value)
         try:
             return await self._top.find_by_tag(name, value)
         except DmemError:
@@ -399,10 +423,84 @@ def _check_flag(flag: object) -> None:
         raise InvalidArgumentError(f"if_not_exists must be a bool, not {type(flag).__name__}")
 
 
+def _compile(pattern: object) -> Pattern:
+    # The type is checked here, not left to compile_pattern: its cache would hash an
+    # unhashable argument (a list) first and raise TypeError.
+    if type(pattern) is not str:
+        raise InvalidPatternError(f"pattern must be a str, not {type(pattern).__name__}")
+    return compile_pattern(pattern)
+
+
+def _bad_value(exc: Exception) -> InvalidValueError:
+    # What the codec's own checks let through and Python then refused, e.g. a released
+    # memoryview (ValueError): still a bad value, raised before any I/O.
+    return InvalidValueError(f"value cannot be stored: {type(exc).__name__}: {exc}")
+
+
+def _encode_many(values: Collection[object]) -> list[bytes]:
+    try:
+        return encode_many(values)
+    except DmemError:
+        raise
+    except Exception as exc:
+        raise _bad_value(exc) from exc
+
+
+def _iterate(items: object, what: str) -> Iterator[Any]:
+    """``iter(items)``, or InvalidArgumentError when ``items`` cannot be iterated.
+
+    Not only TypeError (not iterable): a released memoryview raises ValueError.
+    """
+    try:
+        return iter(items)  # type: ignore[call-overload,no-any-return]
+    except Exception as exc:
+        raise InvalidArgumentError(
+            f"{what} must be an iterable, not {type(items).__name__} ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
 def _unique_keys(keys: Iterable[str]) -> list[str]:
-    if isinstance(keys, (str, bytes)):
-        raise InvalidArgumentError("pass an iterable of keys, not a single str")
-    listed = list(keys)
+    if isinstance(keys, _TEXT):
+        raise InvalidArgumentError(f"pass an iterable of keys, not a single {type(keys).__name__}")
+    listed = list(_iterate(keys, "keys"))
     for key in listed:
         check_key(key)
     return list(dict.fromkeys(listed))
+
+
+def _check_provider(provider: object) -> None:
+    """InvalidArgumentError unless ``provider`` has every member of :class:`KVProvider`.
+
+    So a wrong object fails here, not later as an AttributeError from deep inside. The
+    methods are looked up on the class, as ``collections.abc`` does: that runs none of the
+    provider's own code (a property, a ``__getattribute__``) for them.
+    """
+    kind = type(provider)
+    missing = [name for name in _PROVIDER_METHODS if not callable(getattr(kind, name, None))]
+    if not hasattr(provider, "namespace"):  # may be a plain instance attribute
+        missing.append("namespace")
+    if missing:
+        raise InvalidArgumentError(
+            f"{short_repr(provider)} is not a dmem.KVProvider (missing: {', '.join(missing)})"
+        )
+
+
+_PROVIDER_METHODS = sorted(
+    name
+    for name in dir(KVProvider)
+    if not name.startswith("_") and name not in dir(object) and name != "namespace"
+)
+
+
+def _check_middleware(middleware: object) -> tuple[Any, ...]:
+    if isinstance(middleware, (*_TEXT, Mapping)):
+        raise InvalidArgumentError(
+            f"middleware must be a list of middleware, not {type(middleware).__name__}"
+        )
+    chain = tuple(_iterate(middleware, "middleware"))
+    for item in chain:
+        if not callable(getattr(item, "wrap", None)):
+            raise InvalidArgumentError(
+                f"{short_repr(item)} is not a middleware (it has no wrap(inner))"
+            )
+    return chain

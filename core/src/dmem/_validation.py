@@ -6,6 +6,7 @@ Values are checked by the codec (``_codec.encode``), which walks them once.
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Mapping
 
 from .errors import InvalidArgumentError, InvalidKeyError
@@ -15,7 +16,9 @@ __all__ = [
     "MAX_TAGS",
     "MAX_TTL_SECONDS",
     "check_key",
+    "check_tag",
     "check_tags",
+    "short_repr",
     "ttl_to_ms",
 ]
 
@@ -32,7 +35,7 @@ def check_key(key: object) -> None:
         return
     problem = _str_problem(key)
     if problem is not None:
-        raise InvalidKeyError(f"invalid key {_short(key)}: {problem}")
+        raise InvalidKeyError(f"invalid key {short_repr(key)}: {problem}")
 
 
 def _str_problem(text: object) -> str | None:
@@ -58,22 +61,32 @@ def _str_problem(text: object) -> str | None:
 
 def ttl_to_ms(ttl: object) -> int:
     """Validate a ttl in seconds and return it in whole milliseconds, rounded up."""
-    if type(ttl) is not int and type(ttl) is not float:
+    if type(ttl) is int:
+        # Compared as an int, never converted to float first: an int beyond the float range
+        # (10**400) would raise OverflowError there instead of InvalidArgumentError.
+        if ttl <= 0:
+            raise InvalidArgumentError(
+                f"ttl must be a number of seconds > 0, got {short_repr(ttl)}"
+            )
+        if ttl > MAX_TTL_SECONDS:
+            raise InvalidArgumentError(f"ttl must be at most ten years, got {short_repr(ttl)}")
+        return ttl * 1000
+    if type(ttl) is not float:
         raise InvalidArgumentError(f"ttl must be int or float seconds, not {type(ttl).__name__}")
-    seconds = float(ttl)
-    if not math.isfinite(seconds) or seconds <= 0:
+    if not math.isfinite(ttl) or ttl <= 0:
         raise InvalidArgumentError(f"ttl must be a finite number of seconds > 0, got {ttl!r}")
-    if seconds > MAX_TTL_SECONDS:
+    if ttl > MAX_TTL_SECONDS:
         raise InvalidArgumentError(f"ttl must be at most ten years, got {ttl!r}")
     # round() first so 0.3 s (300.00000000000006 ms) does not become 301 ms.
-    return max(1, math.ceil(round(seconds * 1000, 6)))
+    return max(1, math.ceil(round(ttl * 1000, 6)))
 
 
 def check_tags(tags: object) -> dict[str, str]:
     """Validate a tag mapping and return a plain dict copy (CONTRACT.md, "Tags").
 
     Names follow the key rules. Values are str following the same character
-    rules, except that they may be empty.
+    rules, except that they may be empty. ``None`` means no tags; anything else
+    that is not a mapping (``[]``, ``0``, ``""`` included) is refused.
     """
     if tags is None:
         return {}
@@ -85,19 +98,39 @@ def check_tags(tags: object) -> dict[str, str]:
         raise InvalidArgumentError(f"at most {MAX_TAGS} tags per key, got {len(tags)}")
     out: dict[str, str] = {}
     for name, value in tags.items():
-        problem = _str_problem(name)
-        if problem is not None:
-            raise InvalidArgumentError(f"invalid tag name {_short(name)}: {problem}")
-        if value != "":
-            problem = _str_problem(value)
-            if problem is not None:
-                raise InvalidArgumentError(f"invalid value for tag {name!r}: {problem}")
-        elif type(value) is not str:
-            raise InvalidArgumentError(f"tag {name!r} value must be a str")
+        check_tag(name, value)
         out[name] = value
     return out
 
 
-def _short(obj: object) -> str:
-    text = repr(obj)
+def check_tag(name: object, value: object) -> None:
+    """Raise :class:`InvalidArgumentError` unless ``name=value`` is a valid tag."""
+    problem = _str_problem(name)
+    if problem is not None:
+        raise InvalidArgumentError(f"invalid tag name {short_repr(name)}: {problem}")
+    # The type first: ``value != ""`` would run an arbitrary object's __ne__ (which may
+    # raise, or return an array whose truth value raises).
+    if type(value) is not str:
+        raise InvalidArgumentError(f"tag {name!r} value must be a str, not {type(value).__name__}")
+    if value:
+        problem = _str_problem(value)
+        if problem is not None:
+            raise InvalidArgumentError(f"invalid value for tag {name!r}: {problem}")
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80
+
+
+def short_repr(obj: object) -> str:
+    """``repr(obj)`` cut to 80 characters, for error messages; never raises.
+
+    A plain ``repr`` can raise for what callers pass: an int of more than 4300 digits
+    (ValueError), a deeply nested list (RecursionError), a ``__repr__`` that fails. reprlib
+    caps the depth and the length; whatever still fails is shown by its type.
+    """
+    try:
+        text = _REPR.repr(obj)
+    except Exception:  # noqa: BLE001 - a message must not turn into another error
+        return f"<{type(obj).__name__} object>"
     return text if len(text) <= 80 else text[:77] + "..."
