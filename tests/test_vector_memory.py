@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import decimal
 import math
 from typing import Any
 
@@ -130,6 +131,69 @@ async def test_numpy_like_vectors_accepted() -> None:
     await vs.aclose()
 
 
+def _released() -> memoryview:
+    view = memoryview(b"gone")
+    view.release()
+    return view
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        # Not iterable: was a TypeError from iterating.
+        lambda vs: vs.upsert(5),
+        lambda vs: vs.get(5),
+        lambda vs: vs.delete(5),
+        lambda vs: vs.upsert(_released()),
+        lambda vs: vs.get(b"ab"),
+        lambda vs: vs.upsert({"id": "a", "vector": [1.0]}),
+        # Record field names of mixed types: sorting them for the message raised TypeError.
+        lambda vs: vs.upsert([{"id": "a", "vector": [1.0, 0.0, 0.0], 1: "x"}]),
+        # Reprs that fail: a 5000-digit int as k, id or metadata name.
+        lambda vs: vs.query([1.0, 0.0, 0.0], k=10**5000),
+        lambda vs: vs.upsert([{"id": 10**5000, "vector": [1.0, 0.0, 0.0]}]),
+        lambda vs: vs.upsert([{"id": "a", "vector": [1.0, 0.0, 0.0], "metadata": {10**5000: 1}}]),
+        lambda vs: vs.query([1.0, 0.0, 0.0], where=10**5000),
+        lambda vs: vs.query([1.0, 0.0, 0.0], where={"a": 10**5000}),
+        # An int beyond the float range: math.isfinite raised OverflowError.
+        lambda vs: vs.query([1.0, 0.0, 0.0], where={"a": {"$gt": 10**400}}),
+        # Operands and names no metadata can hold (Chroma failed on some, after I/O).
+        lambda vs: vs.query([1.0, 0.0, 0.0], where={"n": 2**63}),
+        lambda vs: vs.query([1.0, 0.0, 0.0], where={"n": {"$in": [1, -(2**63) - 1]}}),
+        lambda vs: vs.query([1.0, 0.0, 0.0], where={"s": "\ud800"}),
+        lambda vs: vs.query([1.0, 0.0, 0.0], where={"s": {"$ne": "a\x00"}}),
+        lambda vs: vs.query([1.0, 0.0, 0.0], where={"\ud800": 1}),
+        lambda vs: vs.query([1.0, 0.0, 0.0], where={"$or": [{"x" * 1025: 1}, {"a": 1}]}),
+        # A set as a query vector was taken in its hash order.
+        lambda vs: vs.query({1.0, 0.0, 2.0}),
+    ],
+)
+async def test_bad_vector_arguments_before_io(call: Any) -> None:
+    vs = await dmem.open_vector("memory://")
+    await vs.upsert([VectorRecord("seed", (1.0, 0.0, 0.0), {"n": 1, "s": "x"})])
+    with pytest.raises(InvalidArgumentError):
+        await call(vs)
+    assert [r.id for r in await vs.get(["seed", "a"])] == ["seed"]
+    await vs.aclose()
+
+
+async def test_query_text_is_checked_before_embedding() -> None:
+    vs = await dmem.open_vector("memory://", embedder="hash")
+    for text in ("\ud800", "a\x00b"):
+        with pytest.raises(InvalidArgumentError, match="query text"):
+            await vs.query(text)
+    await vs.aclose()
+
+
+async def test_where_edges_still_accepted() -> None:
+    vs = await dmem.open_vector("memory://")
+    await vs.upsert([VectorRecord("a", (1.0, 0.0), {"n": 2**63 - 1, "m": -(2**63)})])
+    hits = await vs.query([1.0, 0.0], where={"n": 2**63 - 1, "m": {"$in": [-(2**63)]}})
+    assert [h.id for h in hits] == ["a"]
+    assert await vs.query([1.0, 0.0], where={"s": ""}) == []
+    await vs.aclose()
+
+
 # --- embedders --------------------------------------------------------------------------------
 def test_hash_embedder_deterministic_normalized() -> None:
     emb = HashEmbedder(dimension=64)
@@ -234,6 +298,13 @@ def test_query_vectors_accepted(vector: Any, expected: tuple[float, ...]) -> Non
         ([], "empty"),
         ("12", "sequence of numbers"),
         ([0.5] * 65_537, "dimensions"),
+        # Unordered, or iterating keys: not a vector (a set was taken in its hash order).
+        ({1.0, 2.0}, "sequence of numbers"),
+        ({"a": 1.0}, "sequence of numbers"),
+        ([decimal.Decimal("sNaN"), 1.0], "non-number"),  # float() raised ValueError
+        ([1j, 1.0], "non-number"),
+        (_released(), "cannot be read"),  # iterating raised ValueError
+        pytest.param([10**5000, 1.0], "non-finite", id="5000-digits"),
     ],
 )
 def test_query_vectors_rejected(vector: Any, message: str) -> None:

@@ -2,9 +2,10 @@
 
 Every call checks its arguments before any I/O (records, ids, vectors,
 ``k``, ``where``), embeds texts with the configured embedder in a worker
-thread, then calls the provider. Any exception from below that is not a
-:class:`DmemError` becomes a :class:`ProviderError` with the original as
-``__cause__``.
+thread, then calls the provider. A bad argument of any type or value is an
+:class:`InvalidArgumentError`, never a ``TypeError`` from deeper down. Any
+exception from below that is not a :class:`DmemError` becomes a
+:class:`ProviderError` with the original as ``__cause__``.
 """
 
 from __future__ import annotations
@@ -16,12 +17,21 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from .._health import HealthStatus, redact_url
+from .._validation import short_repr
 from ..errors import DmemError, InvalidArgumentError, NotInitializedError, ProviderError
 from ._embed import no_embedder_message, resolve_embedder
 from ._protocol import Embedder, VectorProvider
 from ._types import VectorMatch, VectorRecord
-from ._validation import check_batch, check_ids, check_k, check_record, check_vector
-from ._where import normalize_where
+from ._validation import (
+    check_batch,
+    check_ids,
+    check_k,
+    check_query_text,
+    check_records,
+    check_vector,
+    check_where,
+)
+from ._where import Where, normalize_where
 
 __all__ = ["VectorStore"]
 
@@ -46,6 +56,20 @@ class VectorStore:
         embedder: str | Embedder | None = None,
         url: str | None = None,
     ) -> None:
+        if not isinstance(provider, VectorProvider):  # a runtime-checkable Protocol
+            raise InvalidArgumentError(f"{short_repr(provider)} is not a dmem vector provider")
+        if url is not None and type(url) is not str:
+            raise InvalidArgumentError(f"url must be a str or None, not {type(url).__name__}")
+        # Checked here too: resolve_embedder's own message shows repr(embedder), which
+        # raises for some objects (an int of more than 4300 digits).
+        if (
+            embedder is not None
+            and not isinstance(embedder, str)
+            and not callable(getattr(embedder, "embed", None))
+        ):
+            raise InvalidArgumentError(
+                f"{short_repr(embedder)} is not an embedder (it has no embed(texts))"
+            )
         self._provider = provider
         self._embedder = resolve_embedder(embedder)
         self._state = _NEW
@@ -148,9 +172,7 @@ class VectorStore:
         invalid. Returns how many records were written.
         """
         self._check_open()
-        if isinstance(records, (VectorRecord, dict, str, bytes)):
-            raise InvalidArgumentError("upsert takes a list of records")
-        checked = [check_record(record) for record in records]
+        checked = check_records(records)
         missing = [i for i, record in enumerate(checked) if record.vector is None]
         for i in missing:
             if checked[i].document is None:
@@ -181,9 +203,9 @@ class VectorStore:
         """
         self._check_open()
         k = check_k(k)
-        canonical = normalize_where(where)
+        canonical = _where(where)
         if isinstance(query, str):
-            (vector,) = await self._embed([query])
+            (vector,) = await self._embed([check_query_text(query)])
         else:
             vector = check_vector(query, "query vector")
         return await self._call(self._provider.query(vector, k, canonical))
@@ -230,3 +252,21 @@ class VectorStore:
                 report.status, report.provider, report.message, latency, report.details
             )
         return report
+
+
+def _where(where: object) -> Where | None:
+    """``normalize_where`` and :func:`check_where`, with every failure an InvalidArgumentError.
+
+    The filter may hold anything: an int beyond the float range makes ``math.isfinite``
+    raise OverflowError, and a message's ``repr`` of it raises ValueError.
+    """
+    try:
+        canonical = normalize_where(where)
+    except DmemError:
+        raise
+    except Exception as exc:
+        raise InvalidArgumentError(
+            f"invalid where filter {short_repr(where)}: {type(exc).__name__}: {exc}"
+        ) from exc
+    check_where(canonical)
+    return canonical

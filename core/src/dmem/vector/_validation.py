@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
 from typing import Any
 
-from .._validation import check_key
+from .._validation import check_key, short_repr
 from ..errors import InvalidArgumentError, InvalidKeyError
 from ._types import MetadataValue, VectorRecord
 
@@ -19,14 +19,20 @@ __all__ = [
     "check_ids",
     "check_k",
     "check_metadata",
+    "check_query_text",
     "check_record",
+    "check_records",
     "check_vector",
+    "check_where",
 ]
 
 MAX_DIMENSION = 65_536
 MAX_K = 10_000
 _INT64 = (-(2**63), 2**63 - 1)
 _PLAIN = frozenset({float, int})  # not bool: type(True) is bool, not int
+# Iterable, but never a list of ids, records or numbers: they iterate characters or ints
+# (and a released memoryview raises ValueError on the first one).
+_TEXT = (str, bytes, bytearray, memoryview)
 
 
 def check_id(record_id: object) -> str:
@@ -40,9 +46,22 @@ def check_id(record_id: object) -> str:
 
 def check_ids(ids: Iterable[str]) -> list[str]:
     """Validate ids and drop duplicates, keeping the first occurrence's order."""
-    if isinstance(ids, (str, bytes)):
-        raise InvalidArgumentError("pass a list of ids, not a single str")
-    return list(dict.fromkeys(check_id(record_id) for record_id in ids))
+    if isinstance(ids, _TEXT):
+        raise InvalidArgumentError(f"pass a list of ids, not a single {type(ids).__name__}")
+    return list(dict.fromkeys(check_id(record_id) for record_id in _iterate(ids, "ids")))
+
+
+def _iterate(items: object, what: str) -> Iterator[Any]:
+    """``iter(items)``, or InvalidArgumentError when ``items`` cannot be iterated.
+
+    Not only TypeError (not iterable): a released memoryview raises ValueError.
+    """
+    try:
+        return iter(items)  # type: ignore[call-overload,no-any-return]
+    except Exception as exc:
+        raise InvalidArgumentError(
+            f"{what} must be a list, not {type(items).__name__} ({type(exc).__name__}: {exc})"
+        ) from exc
 
 
 def check_vector(vector: object, what: str = "vector") -> tuple[float, ...]:
@@ -54,21 +73,32 @@ def check_vector(vector: object, what: str = "vector") -> tuple[float, ...]:
         fast = _plain_floats(vector)
         if fast is not None:
             return fast
-    if isinstance(vector, (str, bytes)) or not isinstance(vector, Iterable):
+    # Sets and mappings iterate, but have no order (or iterate their keys): not a vector.
+    if isinstance(vector, (str, bytes, Set, Mapping)) or not isinstance(vector, Iterable):
         raise InvalidArgumentError(
             f"{what} must be a sequence of numbers, not {type(vector).__name__}"
         )
+    try:
+        # Read first, then checked: a 0-d numpy array is Iterable but refuses iter(), a
+        # released memoryview raises ValueError on its first item.
+        items = list(vector)
+    except Exception as exc:
+        raise InvalidArgumentError(
+            f"{what} cannot be read as numbers: {type(exc).__name__}: {exc}"
+        ) from exc
     out: list[float] = []
-    for item in vector:
+    for item in items:
         # numpy scalars are welcome; bool is not a number here.
         if isinstance(item, bool) or not hasattr(item, "__float__") or isinstance(item, str):
-            raise InvalidArgumentError(f"{what} holds a non-number: {item!r}")
+            raise InvalidArgumentError(f"{what} holds a non-number: {short_repr(item)}")
         try:
             number = float(item)
         except OverflowError:  # an int beyond the float range
             number = math.inf
+        except (TypeError, ValueError):  # a __float__ that fails: Decimal("sNaN"), ...
+            raise InvalidArgumentError(f"{what} holds a non-number: {short_repr(item)}") from None
         if not math.isfinite(number):
-            raise InvalidArgumentError(f"{what} holds a non-finite number: {item!r}")
+            raise InvalidArgumentError(f"{what} holds a non-finite number: {short_repr(item)}")
         out.append(number)
     if not out:
         raise InvalidArgumentError(f"{what} is empty")
@@ -139,6 +169,13 @@ def _text_problem(text: str) -> bool:
     return False
 
 
+def check_query_text(text: str) -> str:
+    """A text query follows the document rules: no lone surrogate, no NUL."""
+    if _text_problem(text):
+        raise InvalidArgumentError("query text holds a lone surrogate or NUL")
+    return text
+
+
 def check_document(document: object) -> str | None:
     if document is None:
         return None
@@ -165,7 +202,9 @@ def check_record(record: object) -> VectorRecord:
     elif isinstance(record, Mapping):
         unknown = set(record) - {"id", "vector", "metadata", "document"}
         if unknown:
-            raise InvalidArgumentError(f"unknown record field(s): {', '.join(sorted(unknown))}")
+            # Shown by repr, sorted as text: the names may be of any (mixed) type.
+            names = sorted(map(short_repr, unknown))
+            raise InvalidArgumentError(f"unknown record field(s): {', '.join(names)}")
         if "id" not in record:
             raise InvalidArgumentError("a record needs an 'id'")
         fields = record
@@ -184,9 +223,16 @@ def check_record(record: object) -> VectorRecord:
     )
 
 
+def check_records(records: object) -> list[VectorRecord]:
+    """Every record of an upsert, validated and copied (see :func:`check_record`)."""
+    if isinstance(records, (VectorRecord, Mapping, *_TEXT)):
+        raise InvalidArgumentError(f"upsert takes a list of records, not {type(records).__name__}")
+    return [check_record(record) for record in _iterate(records, "records")]
+
+
 def check_k(k: object) -> int:
     if type(k) is not int or not 1 <= k <= MAX_K:
-        raise InvalidArgumentError(f"k must be an int from 1 to {MAX_K}, got {k!r}")
+        raise InvalidArgumentError(f"k must be an int from 1 to {MAX_K}, got {short_repr(k)}")
     return k
 
 
@@ -206,3 +252,33 @@ def check_batch(records: Sequence[VectorRecord]) -> None:
                     f"vectors of one upsert must share a dimension: {record.id!r} has "
                     f"{len(record.vector)}, earlier ones {dimension}"
                 )
+
+
+def check_where(where: Mapping[str, Any] | None) -> None:
+    """Field names and operands of a canonical filter follow the metadata rules.
+
+    ``normalize_where`` checks the filter's shape; this checks what the backend would
+    otherwise be first to see: field names follow the key rules, a str operand holds no
+    lone surrogate or NUL, an int operand fits in 64 bits (no metadata value can equal
+    anything else, and Chroma fails on some such filters instead of matching nothing).
+    """
+    if where is None:
+        return
+    ((name, condition),) = where.items()
+    if name in ("$and", "$or"):
+        for child in condition:
+            check_where(child)
+        return
+    try:
+        check_key(name)
+    except InvalidKeyError as exc:
+        raise InvalidArgumentError(
+            str(exc).replace("invalid key", "invalid where field name")
+        ) from None
+    ((op, operand),) = condition.items()
+    for value in operand if isinstance(operand, list) else (operand,):
+        if type(value) is str:
+            if value and _text_problem(value):
+                raise InvalidArgumentError(f"{op} on {name!r} holds a lone surrogate or NUL")
+        elif type(value) is int and not _INT64[0] <= value <= _INT64[1]:
+            raise InvalidArgumentError(f"{op} on {name!r}: int out of the signed 64-bit range")
