@@ -33,6 +33,7 @@ EXPECTED: dict[str, set[str]] = {
     "ttl-in-milliseconds": {"ttl.remaining"},
     "scan-loads-everything": {"scan.memory"},
     "keys-case-insensitive": {"keys.exact"},
+    "ttl-int32": {"errors.any-argument"},
 }
 
 

@@ -19,6 +19,9 @@ CLAUSES: dict[str, str] = {
     "errors.invalid-argument": "Errors: bad ttl/tags/flag -> InvalidArgumentError",
     "errors.invalid-pattern": "Errors: malformed glob -> InvalidPatternError",
     "errors.batch-validation": "Batches: one invalid item and nothing is written",
+    "errors.any-argument": (
+        "Errors: any argument of any type -> a result or InvalidArgumentError, nothing written"
+    ),
     "errors.key-not-found": "Errors: ttl()/get_tags() of a missing key -> KeyNotFoundError",
     "ops.return-values": "Operations: set/delete/expire/persist return what the table says",
     "batch.get-many": "get_many: the live keys only, duplicates allowed",

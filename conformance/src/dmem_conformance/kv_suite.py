@@ -21,6 +21,7 @@ import dmem
 from hypothesis import settings
 
 from ._bridge import LoopBridge
+from ._kv_arguments import ArgumentTests
 from ._kv_expiry import ExpiryTests
 from ._kv_lifecycle import LifecycleTests
 from ._kv_listing import ListingTests
@@ -32,7 +33,7 @@ from .stateful import run_kv_state_machine
 __all__ = ["KVSuite"]
 
 
-class KVSuite(ValueTests, ExpiryTests, ListingTests, LifecycleTests):
+class KVSuite(ValueTests, ArgumentTests, ExpiryTests, ListingTests, LifecycleTests):
     """Every clause of the key-value contract, plus the state machine and the guard."""
 
     _dmem_suite_class: ClassVar[bool] = True

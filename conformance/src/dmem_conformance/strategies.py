@@ -3,12 +3,17 @@
 Public, so backend authors can reuse them in their own property tests. They
 lean towards the awkward cases: empty strings and bytes, numeric-looking
 strings, ``-0.0``, deep nesting, non-ASCII text (NFC and NFD forms), and keys
-full of glob and separator characters (``*?[]\\:``).
+full of glob and separator characters (``*?[]\\:``). :func:`anything` draws
+arguments of any type at all, for the clause that every bad argument is refused
+cleanly.
 """
 
 from __future__ import annotations
 
+import decimal
+import math
 import unicodedata
+from types import MappingProxyType
 from typing import Any
 
 from hypothesis import strategies as st
@@ -16,6 +21,7 @@ from hypothesis import strategies as st
 __all__ = [
     "AWKWARD_KEYS",
     "AWKWARD_VALUES",
+    "anything",
     "expected_value",
     "keys",
     "listing_keys",
@@ -235,3 +241,171 @@ def same_value(got: Any, want: Any) -> bool:
     if isinstance(want, dict):
         return got.keys() == want.keys() and all(same_value(got[k], want[k]) for k in want)
     return bool(got == want)
+
+
+# --- arguments of any type -------------------------------------------------------------------
+class Opaque:
+    """A plain object of a user's class."""
+
+    def __repr__(self) -> str:
+        return "Opaque()"
+
+
+class BadRepr:
+    """An object whose ``repr`` raises: error messages must not show it with a plain repr."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("BadRepr.__repr__ fails on purpose")
+
+
+class BadEq:
+    """An object whose comparisons raise (as a numpy array's truth value does)."""
+
+    __hash__ = object.__hash__
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("BadEq.__eq__ fails on purpose")
+
+    def __ne__(self, other: object) -> bool:
+        raise RuntimeError("BadEq.__ne__ fails on purpose")
+
+    def __repr__(self) -> str:
+        return "BadEq()"
+
+
+class StrSub(str):
+    """A str subclass: not exactly a str."""
+
+
+class IntSub(int):
+    """An int subclass: not exactly an int."""
+
+
+class FloatSub(float):
+    """A float subclass: not exactly a float."""
+
+
+class DictSub(dict):  # type: ignore[type-arg]
+    """A dict subclass: a mapping, not exactly a dict."""
+
+
+def nested_list(depth: int) -> Any:
+    """``depth`` lists nested around an empty one."""
+    value: Any = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def huge_int() -> int:
+    """An int whose ``repr`` raises ValueError (more than 4300 digits)."""
+    return 10**5000
+
+
+def _self_referencing() -> list[Any]:
+    value: list[Any] = ["a"]
+    value.append(value)
+    return value
+
+
+def _view(data: bytes) -> memoryview:
+    return memoryview(data)
+
+
+def _released_view() -> memoryview:
+    view = memoryview(b"released")
+    view.release()
+    return view
+
+
+def _hashables() -> st.SearchStrategy[Any]:
+    """Scalars that can be dict keys and set members."""
+    return st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(),
+        st.text(max_size=8),
+        st.binary(max_size=8),
+    )
+
+
+def _odd_objects() -> st.SearchStrategy[Any]:
+    # Built per draw where an object is mutable or single-use (an iterator, a released view).
+    return st.one_of(
+        st.sampled_from(
+            [
+                -(10**400),  # beyond the float range
+                2**63,
+                -(2**63) - 1,
+                2**64,
+                math.nan,
+                math.inf,
+                -math.inf,
+                -0.0,
+                Ellipsis,
+                len,  # a builtin callable
+                Opaque,  # a class
+                decimal.Decimal("sNaN"),  # float() of it raises ValueError
+                1j,
+            ]
+        ),
+        # Built, not sampled: Hypothesis shows a sampled_from strategy by the repr of its
+        # elements, and an int of more than 4300 digits has none (ValueError).
+        st.builds(huge_int),
+        st.builds(object),
+        st.builds(Opaque),
+        st.builds(BadRepr),
+        st.builds(BadEq),
+        st.builds(lambda: lambda *args: None),
+        st.builds(StrSub, st.text(max_size=4)),
+        st.builds(IntSub, st.integers(-5, 5)),
+        st.builds(FloatSub, st.floats()),
+        st.builds(DictSub, st.dictionaries(st.text(max_size=4), st.text(max_size=4), max_size=2)),
+        st.builds(
+            MappingProxyType, st.dictionaries(st.text(max_size=4), st.integers(), max_size=2)
+        ),
+        st.builds(bytearray, st.binary(max_size=8)),
+        st.binary(max_size=8).map(_view),
+        st.builds(_released_view),
+        st.builds(iter, st.lists(st.text(max_size=4), max_size=3)),
+        st.builds(_self_referencing),
+        st.sampled_from([64, 65, 300]).map(nested_list),
+        st.decimals(),
+        st.fractions(),
+        st.complex_numbers(),
+    )
+
+
+def anything(*, max_leaves: int = 6) -> st.SearchStrategy[Any]:
+    """Arguments of any type: what a caller may pass by mistake to any call.
+
+    None, bools, ints (also huge ones and the int64 edges), floats (NaN, infinities,
+    -0.0), str, bytes, bytearray, memoryview (also a released one), lists, tuples,
+    dicts, sets and frozensets (nested), subclasses of str/int/float/dict, read-only
+    mappings, one-shot iterators, callables, classes, plain objects, objects whose
+    ``repr`` or ``==`` raises, decimals, fractions, complex numbers, lists nested past
+    the depth limit and a list that contains itself. Never an infinite iterator: no
+    call can refuse one before reading it all.
+    """
+    scalars = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(),
+        st.text(max_size=12),
+        st.binary(max_size=12),
+        _odd_objects(),
+    )
+    hashables = _hashables()
+    return st.recursive(
+        scalars,
+        lambda children: st.one_of(
+            st.lists(children, max_size=3),
+            st.lists(children, max_size=3).map(tuple),
+            st.dictionaries(hashables, children, max_size=3),
+            st.sets(hashables, max_size=3),
+            st.frozensets(hashables, max_size=3),
+        ),
+        max_leaves=max_leaves,
+    )

@@ -39,8 +39,13 @@ from dmem import (
     VectorStore,
 )
 from dmem.vector import HashEmbedder, normalize_where, where_matches
+from hypothesis import example, given
+from hypothesis import settings as hypothesis_settings
 
+from ._arguments import Call, call_lists
 from ._bridge import LoopBridge
+from ._profiles import profile_settings, selected_profile
+from ._vector_arguments import CLASSIC_VECTOR_CALLS, VECTOR_SIGNATURES, check_vector_calls
 
 __all__ = ["VectorStoreFactory", "VectorSuite", "brute_force", "vector_url_factory"]
 
@@ -218,6 +223,19 @@ class VectorSuite:
     def dmem_bridge(self) -> Iterator[LoopBridge]:
         with LoopBridge() as bridge:
             yield bridge
+
+    @pytest.fixture
+    def dmem_profile(self, request: pytest.FixtureRequest) -> str:
+        """The Hypothesis profile name: --dmem-profile, DMEM_HYPOTHESIS_PROFILE, or ci."""
+        try:
+            option = request.config.getoption("dmem_profile")
+        except ValueError:  # the pytest plugin is not loaded
+            option = None
+        return selected_profile(option)
+
+    @pytest.fixture
+    def dmem_settings(self, dmem_profile: str) -> hypothesis_settings:
+        return profile_settings(dmem_profile)
 
     @pytest.fixture
     def vector_pool(
@@ -530,6 +548,28 @@ class VectorSuite:
                 await store.initialize()
 
         dmem_bridge.run(run())
+
+    def test_any_argument(
+        self, dmem_bridge: LoopBridge, vstore: VectorStore, dmem_settings: hypothesis_settings
+    ) -> None:
+        """Every public VectorStore method, called with arguments of any type and value.
+
+        Each call must return a result of its type or raise an InvalidArgumentError,
+        and a refused call must leave the records as they were (count, vectors,
+        metadata, documents). The store validates before any I/O, so this mostly proves
+        the facade on this backend; below it, it catches a backend that fails (a
+        ProviderError) on a filter or record the store accepted: Chroma fails on a
+        where operand of 2**63 or a lone surrogate (the store refuses both first).
+        """
+
+        @dmem_settings
+        @given(calls=call_lists(VECTOR_SIGNATURES))
+        @example(calls=CLASSIC_VECTOR_CALLS[:4])
+        @example(calls=CLASSIC_VECTOR_CALLS[4:])
+        def run(calls: list[Call]) -> None:
+            dmem_bridge.run(check_vector_calls(vstore, calls))
+
+        run()
 
     def test_errors_are_dmem_errors(self, dmem_bridge: LoopBridge, vstore: VectorStore) -> None:
         """Whatever the backend raises reaches the caller as a DmemError."""

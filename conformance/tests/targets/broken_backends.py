@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import struct
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -428,6 +429,48 @@ class KeysCaseInsensitive(Correct):
         )
 
 
+class TtlInt32(Correct):
+    """The expiry goes into a signed 32-bit millisecond field: a ttl over ~24.8 days fails
+    (struct.error), though the contract allows ten years. Only errors.any-argument draws
+    ttls that long."""
+
+    @staticmethod
+    def _field(ttl_ms: int | None) -> None:
+        if ttl_ms is not None:
+            struct.pack("<i", ttl_ms)
+
+    async def set(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> bool:
+        self._field(ttl_ms)
+        return await self.inner.set(
+            key, value, ttl_ms=ttl_ms, if_not_exists=if_not_exists, tags=tags
+        )
+
+    async def set_many(
+        self,
+        items: Sequence[tuple[str, bytes]],
+        *,
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> int:
+        self._field(ttl_ms)
+        return await self.inner.set_many(
+            items, ttl_ms=ttl_ms, if_not_exists=if_not_exists, tags=tags
+        )
+
+    async def expire(self, key: str, ttl_ms: int) -> bool:
+        self._field(ttl_ms)
+        return await self.inner.expire(key, ttl_ms)
+
+
 BUGS: dict[str, type[Correct]] = {
     "correct": Correct,
     "empty-string-missing": EmptyStringMissing,
@@ -448,6 +491,7 @@ BUGS: dict[str, type[Correct]] = {
     "ttl-in-milliseconds": TtlInMilliseconds,
     "scan-loads-everything": ScanLoadsEverything,
     "keys-case-insensitive": KeysCaseInsensitive,
+    "ttl-int32": TtlInt32,
 }
 
 
