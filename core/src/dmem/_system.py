@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
 from ._health import HealthStatus
 from ._open import create_provider, resolve_middleware
 from ._store import Store
+from ._validation import short_repr
 from .errors import InvalidArgumentError, NotInitializedError
 
 __all__ = ["MemorySystem"]
@@ -37,6 +38,9 @@ class MemorySystem:
         vector_options: dict[str, Any] | None = None,
         embedder: str | Any | None = None,
     ) -> None:
+        kv_options = _options(kv_options, "kv_options")
+        vector_options = _options(vector_options, "vector_options")
+        middleware = _middleware(middleware)
         if isinstance(kv, Store):
             if middleware:
                 raise InvalidArgumentError(
@@ -47,7 +51,7 @@ class MemorySystem:
             if kv is None or isinstance(kv, str):
                 from ._open import default_url
 
-                kv = create_provider(kv or default_url(), dict(kv_options or {}))
+                kv = create_provider(kv or default_url(), kv_options)
             provider: Any = kv
             self._kv = Store(provider, middleware=resolve_middleware(middleware))
         self._providers: dict[str, Any] = {}
@@ -57,7 +61,7 @@ class MemorySystem:
             from .vector import VectorStore, make_vector_store
 
             if isinstance(vector, str):
-                vector = make_vector_store(vector, dict(vector_options or {}), embedder=embedder)
+                vector = make_vector_store(vector, vector_options, embedder=embedder)
             elif not isinstance(vector, VectorStore):
                 vector = VectorStore(vector, embedder=embedder)
             elif embedder is not None:
@@ -80,14 +84,22 @@ class MemorySystem:
 
     def register_provider(self, kind: str, provider: Any) -> None:
         """Add a provider under ``kind`` ("kv" replaces the store's provider)."""
+        _check_kind(kind)
         if self._initialized:
             raise InvalidArgumentError("register providers before initialize()")
         if kind == "kv":
             self._kv = provider if isinstance(provider, Store) else Store(provider)
         else:
+            # initialize() and aclose() call these on every provider.
+            for method in ("initialize", "aclose"):
+                if not callable(getattr(provider, method, None)):
+                    raise InvalidArgumentError(
+                        f"{short_repr(provider)} is not a provider (it has no {method}())"
+                    )
             self._providers[kind] = provider
 
     def provider(self, kind: str) -> Any:
+        _check_kind(kind)
         if kind == "kv":
             return self.kv
         try:
@@ -127,3 +139,38 @@ class MemorySystem:
             except Exception as exc:  # noqa: BLE001 - health never raises
                 reports[kind] = HealthStatus("unhealthy", kind, type(exc).__name__)
         return reports
+
+
+def _check_kind(kind: object) -> None:
+    if type(kind) is not str or not kind:
+        raise InvalidArgumentError(f"a provider kind is a non-empty str, not {short_repr(kind)}")
+
+
+def _options(options: object, what: str) -> dict[str, Any]:
+    """A copy of an options mapping (None: none); names must be str."""
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise InvalidArgumentError(f"{what} must be a mapping, not {type(options).__name__}")
+    for name in options:
+        if type(name) is not str:
+            raise InvalidArgumentError(f"{what} names must be str, not {short_repr(name)}")
+    return dict(options)
+
+
+def _middleware(middleware: object) -> list[Any]:
+    """The chain as a list of names and instances; resolve_middleware does the rest."""
+    if isinstance(middleware, (str, bytes, bytearray, memoryview, Mapping)) or not isinstance(
+        middleware, Iterable
+    ):
+        raise InvalidArgumentError(
+            f"middleware must be a list of middleware, not {type(middleware).__name__}"
+        )
+    chain = list(middleware)
+    for item in chain:
+        # Checked here: resolve_middleware's message shows repr(item), which can itself fail.
+        if not isinstance(item, str) and not callable(getattr(item, "wrap", None)):
+            raise InvalidArgumentError(
+                f"{short_repr(item)} is not a middleware (it has no wrap(inner))"
+            )
+    return chain
