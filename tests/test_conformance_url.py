@@ -1,8 +1,10 @@
-"""``dmem conformance URL`` on real backends: it leaves nothing behind."""
+"""``dmem conformance URL`` on real backends: it leaves nothing behind, and a backend that
+is down gets one line and an exit code of its own, before any clause runs."""
 
 from __future__ import annotations
 
 import importlib
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -12,6 +14,7 @@ from typing import Any
 
 import pytest
 from dmem_conformance._env import backend_missing
+from dmem_conformance.runner import EXIT_BAD_URL, EXIT_UNREACHABLE, probe
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "Sekr3t-pw-4711"
@@ -21,6 +24,13 @@ def _redis_servers() -> Any:
     # The Redis plugin's tests start throwaway servers; reuse them rather than copy them.
     sys.path.insert(0, str(ROOT / "plugins" / "redis" / "tests"))
     return importlib.import_module("redis_servers")
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -66,3 +76,27 @@ def test_a_redis_run_leaves_no_key(redis_server: Any) -> None:
     _suite(redis_server.url)
     left = redis_server.cli("DBSIZE")
     assert left == "0", f"the run left {left} key(s): {redis_server.cli('--scan')[:2000]}"
+
+
+@pytest.mark.parametrize("scheme", ["redis", "postgresql"])
+def test_a_backend_that_is_down_gets_one_line(scheme: str) -> None:
+    url = f"{scheme}://user:{PASSWORD}@127.0.0.1:{_closed_port()}/0"
+    if scheme == "postgresql":
+        url = url.removesuffix("/0") + "/test"
+    done = _run("-m", "dmem", "conformance", url, timeout=120)
+    output = done.stdout + done.stderr
+    assert done.returncode == EXIT_UNREACHABLE, output[-3000:]
+    lines = output.splitlines()
+    assert len(lines) == 1, output[-3000:]
+    assert lines[0].startswith(f"cannot reach URL: {scheme}://user:***@127.0.0.1:"), lines[0]
+    assert PASSWORD not in output
+
+
+def test_probe() -> None:
+    assert probe("memory://probe-test") is None
+    refused = probe("nosuch://x")
+    assert refused is not None and refused[0] == EXIT_BAD_URL
+    assert refused[1].startswith("cannot open URL: nosuch://x: ")
+    refused = probe(f"redis://:{PASSWORD}@127.0.0.1:{_closed_port()}/0")
+    assert refused is not None and refused[0] == EXIT_UNREACHABLE
+    assert PASSWORD not in refused[1] and "\n" not in refused[1]

@@ -1,12 +1,24 @@
 """``dmem conformance URL``: run the suite on a URL and print a clause-by-clause table.
 
-``main(url, profile, pytest_args)`` runs pytest in-process, isolated from the
-current directory's pytest configuration (an empty ini in a temporary rootdir),
-and returns the exit code: 0 only when every clause passed or was a declared gap.
+``main(url, profile, pytest_args)`` first opens the URL once (``probe``); then
+runs pytest in-process, isolated from the current directory's pytest
+configuration (an empty ini in a temporary rootdir), and returns the exit code:
+
+* 0: every clause that ran passed or was a declared gap;
+* 1: tests failed (other pytest codes pass through: 2 interrupted, 3 internal
+  error, 5 nothing collected);
+* 4 (``EXIT_BAD_URL``, pytest's usage error): the URL cannot be opened at all (no
+  plugin for its scheme, a malformed URL or option) or the profile is unknown;
+* 6 (``EXIT_UNREACHABLE``): the backend cannot be reached (down, refusing the
+  connection or the credentials). One line, ``cannot reach URL: <url>: <reason>``
+  with the password redacted, and no clause runs: without it, every test would
+  print the same connection error, thousands of lines in all. 6 is the first
+  code pytest does not use, so the two never mean the same.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import tempfile
@@ -18,7 +30,15 @@ import pytest
 
 from ._report import ClauseResults
 
-__all__ = ["main", "run_pytest"]
+__all__ = ["EXIT_BAD_URL", "EXIT_UNREACHABLE", "PROBE_TIMEOUT", "main", "probe", "run_pytest"]
+
+EXIT_BAD_URL = int(pytest.ExitCode.USAGE_ERROR)
+EXIT_UNREACHABLE = 6
+PROBE_NAMESPACE = "dmemc-probe"
+PROBE_TIMEOUT = 10.0
+"""Seconds the probe waits for the backend; also its ``timeout`` option where the plugin
+takes one (the plugin's own default may be longer: a server that does not answer at all
+must not keep the run waiting)."""
 
 
 class _Collector:
@@ -76,11 +96,73 @@ def run_pytest(args: Sequence[str], *, rootdir: str | None = None) -> tuple[int,
     return code, collector.results
 
 
+async def _open_and_check(url: str, options: dict[str, Any]) -> None:
+    import dmem
+
+    # The probe writes nothing; one fixed namespace, so a backend that makes something per
+    # namespace (Chroma: a collection) gets one for every run, not one more per run.
+    store = await dmem.open(url, namespace=PROBE_NAMESPACE, **options)
+    try:
+        report = await store.health()
+        if report.status == "unhealthy":
+            raise dmem.ProviderUnavailableError(report.message or "health() is unhealthy")
+    finally:
+        await store.aclose()
+
+
+async def _probe(url: str) -> None:
+    import dmem
+
+    try:
+        await _open_and_check(url, {"timeout": PROBE_TIMEOUT})
+    except dmem.InvalidArgumentError as exc:
+        # The plugin takes no ``timeout`` option (or the URL sets it already): as it is.
+        if "timeout" not in str(exc):
+            raise
+        await _open_and_check(url, {})
+
+
+def probe(url: str) -> tuple[int, str] | None:
+    """Open ``url`` once: None when it works, else ``(exit code, one line to print)``.
+
+    ``EXIT_UNREACHABLE`` when the backend cannot be reached (a ProviderError, or no
+    answer within ``PROBE_TIMEOUT`` seconds); ``EXIT_BAD_URL`` when the URL cannot be
+    opened at all. Anything else (a raw exception from the plugin) is left to the suite,
+    whose clauses say what is wrong. The line never shows a password of the URL.
+    """
+    import dmem
+
+    from ._factory import secrets_of
+
+    shown = dmem.redact_url(url) if isinstance(url, str) else repr(url)
+    try:
+        asyncio.run(asyncio.wait_for(_probe(url), PROBE_TIMEOUT * 2))
+    except (dmem.ProviderError, asyncio.TimeoutError) as exc:
+        reason = str(exc) or f"no answer within {PROBE_TIMEOUT * 2:g}s"
+        code, line = EXIT_UNREACHABLE, f"cannot reach URL: {shown}: {reason}"
+    except (dmem.InvalidArgumentError, dmem.PluginNotFoundError) as exc:
+        code, line = EXIT_BAD_URL, f"cannot open URL: {shown}: {exc}"
+    except Exception:  # noqa: BLE001 - a plugin bug: the suite reports it clause by clause
+        return None
+    else:
+        return None
+    # One line, and never a secret, whatever the plugin's message holds.
+    line = " ".join(line.split())
+    for secret in secrets_of(url):
+        line = line.replace(secret, "***")
+    return code, line
+
+
 def main(url: str, profile: str = "ci", pytest_args: Sequence[str] = ()) -> int:
     """Run the conformance suite against ``url``; print the clause table; return the exit code."""
     if profile not in ("ci", "thorough"):
         print(f"unknown profile {profile!r}; choose from ci, thorough")
         return int(pytest.ExitCode.USAGE_ERROR)
+    refused = probe(url)
+    if refused is not None:
+        code, line = refused
+        print(line, file=sys.stderr)
+        return code
     code, results = run_pytest(["--dmem-url", url, "--dmem-profile", profile, *pytest_args])
     from dmem import redact_url
 
