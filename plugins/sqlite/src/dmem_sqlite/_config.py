@@ -11,7 +11,7 @@ option                    default    meaning
 ``busy_timeout``          30         SQLite: seconds to wait for another writer's lock
 ``synchronous``           normal     SQLite: ``normal`` (WAL: safe on crash) or ``full``
 ``pool_size``             10         PostgreSQL: connections in the asyncpg pool
-``command_timeout``       60         PostgreSQL: seconds a statement may run
+``command_timeout``       timeout    PostgreSQL: seconds a statement may run
 ========================  =========  =======================================================
 """
 
@@ -283,7 +283,10 @@ def _parse_postgres(scheme: str, rest: str, options: dict[str, Any]) -> Postgres
         namespace=opts.namespace(),
         table=valid_table(opts.str("table", "dmem_kv")),
         timeout=timeout,
-        command_timeout=opts.float("command_timeout", 60.0),
+        # The statement's own limit: by default the same as every other wait, so that a
+        # server that stops answering fails every call within `timeout`; an override for
+        # statements that run long on purpose (very large batches).
+        command_timeout=opts.float("command_timeout", timeout),
         pool_size=opts.int("pool_size", 10, minimum=1),
     )
     opts.done()

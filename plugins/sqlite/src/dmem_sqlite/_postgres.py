@@ -97,14 +97,17 @@ class PostgresProvider:
         if isinstance(exc, DmemError):
             return exc
         if isinstance(exc, _UNAVAILABLE):
-            # str(exc) of asyncpg never carries the password; the DSN is shown redacted.
-            mapped: ProviderError = ProviderUnavailableError(
-                f"{self._where}: {type(exc).__name__}: {exc}"
-            )
-        elif isinstance(exc, asyncpg.PostgresError):
+            return self._lost(exc)
+        if isinstance(exc, asyncpg.PostgresError):
             mapped = ProviderError(f"{self._where}: {type(exc).__name__}: {exc}")
-        else:
-            return exc
+            mapped.__cause__ = exc
+            return mapped
+        return exc
+
+    def _lost(self, exc: BaseException) -> ProviderUnavailableError:
+        # asyncpg is given keyword arguments, never the URL, so its texts hold no password;
+        # the URL is shown redacted.
+        mapped = ProviderUnavailableError(f"{self._where}: {type(exc).__name__}: {exc}")
         mapped.__cause__ = exc
         return mapped
 
@@ -191,8 +194,16 @@ class PostgresProvider:
                     f"{self._where}: no answer within command_timeout="
                     f"{self._config.command_timeout:g} s; the connection was closed"
                 ) from exc
-            # A statement error leaves the connection usable; a network error does not.
-            healthy = not isinstance(exc, _UNAVAILABLE)
+            if isinstance(exc, _UNAVAILABLE) or conn.is_closed():
+                # Whatever asyncpg raised, the connection went away under the call: an idle
+                # one can even take the server's goodbye (a FATAL ErrorResponse, e.g. at a
+                # crash or idle_session_timeout) just before it closes, so the next call on
+                # it fails with InternalClientError ("cannot switch to state 12; another
+                # operation (2) is in progress"), a ProviderError before.
+                raise self._lost(exc) from exc
+            # A statement error leaves the connection usable; asyncpg's own protocol errors
+            # leave its state unknown.
+            healthy = not isinstance(exc, asyncpg.exceptions.InternalClientError)
             raise self._error(exc) from exc
         finally:
             pool.release(conn, broken=not healthy)
