@@ -17,6 +17,7 @@ from typing import Any
 
 from ._codec import decode, encode, encode_many
 from ._health import HealthStatus, redact_url
+from ._logging import log, slow_call_log
 from ._pattern import Pattern, compile_pattern
 from ._validation import check_key, check_tag, check_tags, short_repr, ttl_to_ms
 from .errors import (
@@ -66,9 +67,9 @@ class Store:
         # List order is outermost first, so wrap from the innermost outwards.
         for mw in reversed(self.middleware):
             top = mw.wrap(top)
-        self._top = top
-        self._state = _NEW
         self.url = redact_url(url) if url else None
+        self._top = slow_call_log(top, self.url or type(provider).__name__)
+        self._state = _NEW
 
     # --- lifecycle -------------------------------------------------------------------------
     @property
@@ -93,6 +94,7 @@ class Store:
         except Exception as exc:
             raise _wrap(exc) from exc
         self._state = _OPEN
+        log.debug("opened %s (namespace %r)", self._where(), self.namespace)
 
     async def aclose(self) -> None:
         """Release the backend. Idempotent."""
@@ -107,6 +109,10 @@ class Store:
                 raise
             except Exception as exc:
                 raise _wrap(exc) from exc
+            log.debug("closed %s (namespace %r)", self._where(), self.namespace)
+
+    def _where(self) -> str:
+        return self.url or type(self._provider).__name__
 
     async def __aenter__(self) -> Store:
         await self.initialize()
@@ -126,8 +132,7 @@ class Store:
         return NotInitializedError("store is closed")
 
     def __repr__(self) -> str:
-        where = self.url or type(self._provider).__name__
-        return f"<dmem.Store {where} namespace={self.namespace!r}>"
+        return f"<dmem.Store {self._where()} namespace={self.namespace!r}>"
 
     # --- single keys -----------------------------------------------------------------------
     async def get(self, key: str, default: Any = None) -> Any:

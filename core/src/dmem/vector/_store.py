@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from .._health import HealthStatus, redact_url
+from .._logging import log
 from .._validation import short_repr
 from ..errors import DmemError, InvalidArgumentError, NotInitializedError, ProviderError
 from ._embed import no_embedder_message, resolve_embedder
@@ -93,8 +94,7 @@ class VectorStore:
         return bool(self._provider.exact)
 
     def __repr__(self) -> str:
-        where = self.url or type(self._provider).__name__
-        return f"<dmem.VectorStore {where} namespace={self.namespace!r}>"
+        return f"<dmem.VectorStore {self._where()} namespace={self.namespace!r}>"
 
     # --- lifecycle -------------------------------------------------------------------------
     async def initialize(self) -> None:
@@ -105,6 +105,7 @@ class VectorStore:
             raise NotInitializedError("vector store is closed; open a new one")
         await self._call(self._provider.initialize())
         self._state = _OPEN
+        log.debug("opened vector store %s (namespace %r)", self._where(), self.namespace)
 
     async def aclose(self) -> None:
         """Release the backend. Idempotent."""
@@ -114,6 +115,10 @@ class VectorStore:
         self._state = _CLOSED
         if was_open:
             await self._call(self._provider.aclose())
+            log.debug("closed vector store %s (namespace %r)", self._where(), self.namespace)
+
+    def _where(self) -> str:
+        return self.url or type(self._provider).__name__
 
     async def __aenter__(self) -> VectorStore:
         await self.initialize()
