@@ -193,6 +193,22 @@ async def test_a_store_opened_while_the_server_is_stopped_fails_within_timeout(
     assert not asyncio_errors, [r.getMessage() for r in asyncio_errors]
 
 
+async def test_closing_a_store_while_the_server_is_stopped_takes_at_most_timeout(
+    server: PostgresServer, asyncio_errors: list[logging.LogRecord]
+) -> None:
+    kv = await dmem.open(server.url, namespace="faults", timeout=TIMEOUT, pool_size=4)
+    await asyncio.gather(*(kv.get(f"k{i}") for i in range(8)))
+    assert (await kv.health()).details["connections"] == 4
+    with server.paused():
+        error, seconds = await _timed(kv.aclose())
+    assert error is None, error
+    # Each idle connection's goodbye waits up to timeout, all of them at once (one after
+    # another before: 4.0 s here).
+    assert seconds < BOUND, seconds
+    print(f"aclose while stopped: {seconds:.2f} s")
+    assert not asyncio_errors, [r.getMessage() for r in asyncio_errors]
+
+
 async def test_a_server_killed_and_restarted_under_concurrent_work(
     server: PostgresServer, asyncio_errors: list[logging.LogRecord]
 ) -> None:
