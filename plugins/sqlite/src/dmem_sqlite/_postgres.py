@@ -195,11 +195,10 @@ class PostgresProvider:
                     f"{self._config.command_timeout:g} s; the connection was closed"
                 ) from exc
             if isinstance(exc, _UNAVAILABLE) or conn.is_closed():
-                # Whatever asyncpg raised, the connection went away under the call: an idle
-                # one can even take the server's goodbye (a FATAL ErrorResponse, e.g. at a
-                # crash or idle_session_timeout) just before it closes, so the next call on
-                # it fails with InternalClientError ("cannot switch to state 12; another
-                # operation (2) is in progress"), a ProviderError before.
+                # Whatever asyncpg raised, the connection went away under the call. With the
+                # server killed mid-workload, an idle connection handed out just as it went
+                # away failed its next call with InternalClientError ("cannot switch to
+                # state 12; another operation (2) is in progress"): a ProviderError before.
                 raise self._lost(exc) from exc
             # A statement error leaves the connection usable; asyncpg's own protocol errors
             # leave its state unknown.
