@@ -10,6 +10,7 @@ the embedded default: a SQLite file in the user's data directory
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Generator, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -49,9 +50,21 @@ def split_url(url: str) -> tuple[str, str, dict[str, str]]:
     options: dict[str, str] = {}
     for name, value in parse_qsl(query, keep_blank_values=True):
         if name in options:
+            # A secret typed into a URL unencoded splits it: a '?' in a password makes the
+            # rest of the URL (up to the '@' that ends the user info) the query, a '&' in a
+            # token starts another option. The repeated name may then be a piece of it.
+            if "@" in query or _SECRET_OPTION.search(query):
+                raise InvalidArgumentError(
+                    "a URL option is given twice (not named: the query holds an '@' or a "
+                    "secret, so the name may be part of one; percent-encode secrets)"
+                )
             raise InvalidArgumentError(f"URL option {name!r} is given twice")
         options[name] = value
     return scheme, base, options
+
+
+# The option names whose values redact_url hides.
+_SECRET_OPTION = re.compile(r"(?i)password|passwd|pwd|token|secret|api_?key")
 
 
 def create_provider(

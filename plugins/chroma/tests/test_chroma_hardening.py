@@ -292,7 +292,8 @@ _SECRETS = st.text(
     max_size=24,
 )
 # Secrets that take every path parse_config has for them (a plain one; a '?' before the user
-# info's '@'; '#' and '['; a control character; a '&' in a query token; non-ASCII): what they
+# info's '@'; '#' and '['; a control character; a '&' in a query token; an option given twice
+# after a '?'; non-ASCII): what they
 # show (never their marker "Zq8") is the fixed text of the messages. A secret with a '?' then
 # an option name (``host?token=x@...``) is, by URL syntax, a host and an option, which dmem
 # may show; such secrets hold fixed text (the option's name) and are filtered out.
@@ -302,6 +303,7 @@ _PLACEHOLDERS = [
     "Zq8#Zq8[Zq8",
     "Zq8\nZq8Zq8",
     "Zq8&Zq8Zq8",
+    "Zq8?Zq8q&Zq8q=Zq8",
     "Zq8\u00e9\u6f22Zq8",
 ]
 
@@ -436,3 +438,24 @@ async def test_a_token_with_url_characters_works_and_never_shows(chroma_server_u
             shown = [repr(kv), repr(kv.provider), str(kv.url), repr(health)]
             assert "S3cr3t" not in "\n".join(shown)
             await kv.clear()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "chroma+http://user:x?S3cr&S3cr=y@127.0.0.1:1",  # '?' and '&' in a password
+        "chroma+http://127.0.0.1:1?token=x&S3cr&S3cr",  # '&' in a query token
+        "chroma+http://127.0.0.1:1?S3cr&token=x&S3cr",
+    ],
+)
+async def test_an_option_given_twice_is_not_named_when_it_may_be_a_secret(url: str) -> None:
+    """The core refuses a query option given twice before the plugin sees the URL: with an
+    '@' or a token in the query, the repeated name may be a piece of a secret."""
+    with pytest.raises(dmem.InvalidArgumentError, match="given twice") as info:
+        await dmem.open(url)
+    assert "S3cr" not in "\n".join(texts(info.value))
+
+
+async def test_an_option_given_twice_is_named_otherwise() -> None:
+    with pytest.raises(dmem.InvalidArgumentError, match="'namespace' is given twice"):
+        await dmem.open("chroma://?namespace=a&namespace=b")
