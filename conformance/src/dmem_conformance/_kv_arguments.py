@@ -28,7 +28,7 @@ from .strategies import (
     values,
 )
 
-__all__ = ["ArgumentTests", "KV_SIGNATURES", "MAX_TTL"]
+__all__ = ["ArgumentTests", "KV_SIGNATURES", "MAX_TTL", "check_refusal"]
 
 MAX_TTL = 10 * 365 * 86400
 """Ten years of 365 days: a valid ttl on every reading of "at most 10 years"; in

@@ -14,7 +14,7 @@ from ._arguments import Call, Param, safe_repr
 from ._kv_arguments import check_refusal
 from .strategies import IntSub, StrSub, huge_int, keys
 
-__all__ = ["VECTOR_SIGNATURES", "check_vector_calls"]
+__all__ = ["CLASSIC_VECTOR_CALLS", "VECTOR_SIGNATURES", "check_vector_calls"]
 
 _INT64 = (-(2**63), 2**63 - 1)
 # Seeded in every example and never drawn: the store is never empty, so its dimension

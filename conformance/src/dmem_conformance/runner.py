@@ -30,7 +30,15 @@ import pytest
 
 from ._report import ClauseResults
 
-__all__ = ["EXIT_BAD_URL", "EXIT_UNREACHABLE", "PROBE_TIMEOUT", "main", "probe", "run_pytest"]
+__all__ = [
+    "EXIT_BAD_URL",
+    "EXIT_UNREACHABLE",
+    "PROBE_NAMESPACE",
+    "PROBE_TIMEOUT",
+    "main",
+    "probe",
+    "run_pytest",
+]
 
 EXIT_BAD_URL = int(pytest.ExitCode.USAGE_ERROR)
 EXIT_UNREACHABLE = 6
