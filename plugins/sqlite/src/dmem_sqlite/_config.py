@@ -149,7 +149,8 @@ _BRACKETED = re.compile(r"\[([^\[\]]+)\](?::([^:]*))?")
 def _misplaced_at(scheme: str, after: str) -> InvalidArgumentError:
     # Everything before the last '@' may be (part of) a password: show none of it.
     return InvalidArgumentError(
-        f"PostgreSQL URL {scheme}://***@{after} has an '@' after its host part: {_ENCODE_HINT}"
+        f"PostgreSQL URL {scheme}://***@{after} has an '@' after its host part: "
+        f"{_ENCODE_HINT}, and an '@' in the database name (%40)"
     )
 
 
