@@ -40,7 +40,7 @@ ADMIN_PASSWORD = "Admin-Known-1"
 HARMLESS = "Harmless-Pw-1"
 RELAY_PORT = free_port()
 
-_SPECIAL = [*"?/#@:%[]&=+;,'\"\\ \t", "%2F", "%3F", "%40", "%zz", "%"]
+_SPECIAL = [*"?/#@:%[]&=+;,'\"\\ \t\n\x00", "%2F", "%3F", "%40", "%00", "%zz", "%"]
 _CHUNKS = st.one_of(
     st.sampled_from(_SPECIAL),
     st.from_regex(r"[0-9]{1,8}", fullmatch=True),  # digit-looking text: ports, ids
