@@ -6,7 +6,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
-from urllib.parse import urlsplit
 
 __all__ = ["HealthStatus", "redact_url"]
 
@@ -37,7 +36,9 @@ class HealthStatus:
         }
 
 
-_SECRET_QUERY = re.compile(r"(?i)((?:password|passwd|pwd|token|secret|api_key|apikey)=)[^&]*")
+# A secret option's value runs to the end of the URL: an unencoded '&' inside a token would
+# otherwise start what looks like another option, and show the rest of the token.
+_SECRET_QUERY = re.compile(r"(?is)(?:password|passwd|pwd|token|secret|api_key|apikey)=(.*)")
 
 
 def redact_url(url: str) -> str:
@@ -45,14 +46,36 @@ def redact_url(url: str) -> str:
 
     Only the secret parts change; the rest of the URL stays byte for byte
     (``urlunsplit`` would turn ``sqlite:///a`` into ``sqlite:/a``).
+
+    The parts are found on the raw text, not through ``urlsplit``: a password may hold an
+    unencoded ``?``, ``#``, ``/`` or ``@`` (which ``urlsplit`` takes for the start of the
+    query, fragment or path, or the end of the user part) or a tab or newline (which it
+    deletes), and must be hidden all the same. So the user part runs from ``://`` to the
+    last ``@`` when it holds a ``:``, a secret query value runs to the end of the URL (an
+    unencoded ``&`` may be part of it), and where the two overlap (an ``@`` inside a
+    token) their union is hidden: more than the secret at worst, never less.
     """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    redacted = url
-    userinfo, at, _ = parts.netloc.rpartition("@")
-    if at and ":" in userinfo:
+    spans = [match.span(1) for match in _SECRET_QUERY.finditer(url)]
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, _ = rest.rpartition("@")
+    if sep and at and ":" in userinfo:
+        start = len(scheme) + len(sep)
         user = userinfo.split(":", 1)[0]
-        redacted = redacted.replace(f"{userinfo}@", f"{user}:***@", 1)
-    return _SECRET_QUERY.sub(r"\1***", redacted)
+        # A user name holds no '/', '?' or '#': then that ':' was not its end; hide it all.
+        shown_user = 0 if any(c in user for c in "/?#") else len(user) + 1
+        spans.append((start + shown_user, start + len(userinfo)))
+    if not spans:
+        return url
+    out: list[str] = []
+    end = 0
+    for lo, hi in sorted(spans):
+        if lo > end:
+            out.append(url[end:lo])
+            out.append("***")
+        elif out:
+            pass  # overlaps the span before: already hidden
+        else:
+            out.append("***")
+        end = max(end, hi)
+    out.append(url[end:])
+    return "".join(out)

@@ -17,7 +17,6 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl
 
-from ._health import redact_url
 from ._registry import EXTRA_FOR_SCHEME, ProviderKind, Registry, registry
 from ._store import Store
 from .errors import InvalidArgumentError, PluginNotFoundError
@@ -41,9 +40,11 @@ def default_url() -> str:
 def split_url(url: str) -> tuple[str, str, dict[str, str]]:
     """``(scheme, url without query, query options)``; raises InvalidArgumentError."""
     if not isinstance(url, str) or "://" not in url:
+        # Without '://' nothing marks where a password would start: show the text only
+        # when it has no '@' (no user part) and is a str at all.
+        shown = repr(url) if isinstance(url, str) and "@" not in url else "(not shown)"
         raise InvalidArgumentError(
-            f"not a dmem URL: {redact_url(url) if isinstance(url, str) else url!r} "
-            "(expected scheme://..., e.g. memory:// or sqlite:///path.db)"
+            f"not a dmem URL: {shown} (expected scheme://..., e.g. memory:// or sqlite:///path.db)"
         )
     scheme = url.split("://", 1)[0].lower()
     base, _, query = url.partition("?")

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import builtins
 import math
+import re
 from typing import Any
 
 from .errors import InvalidArgumentError
 
-__all__ = ["ProviderOptions"]
+__all__ = ["ProviderOptions", "unknown_options_message"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -32,7 +33,10 @@ class ProviderOptions:
     def _bad(
         self, name: builtins.str, expected: builtins.str, value: object
     ) -> InvalidArgumentError:
-        shown = "***" if "password" in name or "token" in name else repr(value)
+        # An '@' in a value from the URL may be the end of a password that an unencoded '?'
+        # cut into the query: such a value is not shown either.
+        hidden = "password" in name or "token" in name or "@" in builtins.str(value)
+        shown = "***" if hidden else repr(value)
         return InvalidArgumentError(
             f"{self._provider} option {name!r} must be {expected}, got {shown}"
         )
@@ -114,6 +118,29 @@ class ProviderOptions:
     def done(self) -> None:
         """Raise InvalidArgumentError if any option was not read."""
         if self._options:
-            raise InvalidArgumentError(
-                f"unknown {self._provider} option(s): {', '.join(sorted(self._options))}"
-            )
+            raise InvalidArgumentError(unknown_options_message(self._provider, self._options))
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def unknown_options_message(
+    provider: builtins.str, unknown: dict[builtins.str, Any]
+) -> builtins.str:
+    """The error for options nobody read, naming them only when that cannot show a secret.
+
+    A password with an unencoded ``?`` turns the rest of the URL, up to the ``@`` that ends
+    the user part, into query options: then a "name" (or value) holds a piece of it. So the
+    names are shown only when each is a plain identifier and no value holds an ``@``.
+    """
+    plain = all(
+        _PLAIN_NAME.fullmatch(name) and "@" not in builtins.str(value)
+        for name, value in unknown.items()
+    )
+    if plain:
+        return f"unknown {provider} option(s): {', '.join(sorted(unknown))}"
+    return (
+        f"unknown {provider} option(s), not named: one is not a plain name or holds an '@', "
+        "so it may be a piece of a password with an unencoded '?' (percent-encode secrets "
+        "in URLs)"
+    )

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from .._health import HealthStatus
+from .._options import unknown_options_message
 from .._pattern import Pattern
 from ..errors import InvalidArgumentError, KeyNotFoundError
 from ..provider import Entry
@@ -307,7 +308,7 @@ def create_memory_provider(url: str, options: dict[str, Any]) -> MemoryProvider:
     if not isinstance(namespace, str):
         raise InvalidArgumentError("namespace must be a str")
     if options:
-        raise InvalidArgumentError(f"unknown memory:// options: {', '.join(sorted(options))}")
+        raise InvalidArgumentError(unknown_options_message("memory://", options))
     rest = url.split("://", 1)[1] if "://" in url else ""
     shared_name = rest.strip("/") or None
     return MemoryProvider(namespace=namespace, shared_name=shared_name)
