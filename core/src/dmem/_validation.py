@@ -98,7 +98,19 @@ def check_tags(tags: object) -> dict[str, str]:
         raise InvalidArgumentError(f"at most {MAX_TAGS} tags per key, got {len(tags)}")
     out: dict[str, str] = {}
     for name, value in tags.items():
-        check_tag(name, value)
+        # Fast path, as in check_key: short ASCII names and values without NUL are the
+        # norm; anything else gets the full check and its precise message.
+        if not (
+            type(name) is str
+            and type(value) is str
+            and name.isascii()
+            and value.isascii()
+            and 0 < len(name) <= MAX_KEY_BYTES
+            and len(value) <= MAX_KEY_BYTES
+            and "\x00" not in name
+            and "\x00" not in value
+        ):
+            check_tag(name, value)
         out[name] = value
     return out
 
