@@ -29,6 +29,7 @@ from .errors import (
     PluginNotFoundError,
     ProviderError,
     ProviderUnavailableError,
+    StoreNotFoundError,
 )
 from .hookspecs import hookimpl
 from .middleware import Cache, Compression, Wrapper
@@ -78,6 +79,7 @@ __all__ = [
     "ProviderSpec",
     "ProviderUnavailableError",
     "Store",
+    "StoreNotFoundError",
     "Wrapper",
     "compile_pattern",
     "create_provider",

@@ -109,15 +109,21 @@ def run(coro: Coroutine[Any, Any, T], *urls: str) -> T:
         fail(f"{type(exc).__name__}: {exc}", urls=urls)
 
 
-def open_url(url: str, namespace: str | None) -> AbstractAsyncContextManager[Store]:
+def open_url(
+    url: str, namespace: str | None, *, create: bool = True
+) -> AbstractAsyncContextManager[Store]:
     """``dmem.open(url)``, with ``namespace`` only when the user gave one.
 
     Without it the provider's own default applies (and ``?namespace=`` in the URL works);
-    with both, ``dmem.open`` refuses the option given twice.
+    with both, ``dmem.open`` refuses the option given twice. ``create=False`` for commands
+    that only read or remove: a SQLite file or Chroma directory that does not exist is
+    then an error (StoreNotFoundError), and nothing is created (a typo in a path used to
+    leave an empty database behind).
     """
-    if namespace is None:
-        return open_store(url)
-    return open_store(url, namespace=namespace)
+    options: dict[str, Any] = {} if create else {"create": False}
+    if namespace is not None:
+        options["namespace"] = namespace
+    return open_store(url, **options)
 
 
 def namespace_option(function: F) -> F:

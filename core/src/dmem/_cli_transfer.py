@@ -240,7 +240,10 @@ def copy(
     to_namespace = namespace if to_namespace is None else to_namespace
 
     async def go() -> tuple[int, int]:
-        async with open_url(source, namespace) as src, open_url(destination, to_namespace) as dst:
+        async with (
+            open_url(source, namespace, create=False) as src,
+            open_url(destination, to_namespace) as dst,
+        ):
             if _identity(source, src) == _identity(destination, dst):
                 fail(
                     f"{redact_url(source)} (namespace {src.namespace!r}) is both the source "
@@ -318,7 +321,7 @@ def export(url: str, pattern: str, batch: int, namespace: str | None, quiet: boo
 
     async def go() -> int:
         exported = 0
-        async with open_url(url, namespace) as store:
+        async with open_url(url, namespace, create=False) as store:
             with Progress("exporting", await store.count(pattern), quiet=quiet) as progress:
                 async for records, scanned in read_batches(store, pattern, batch):
                     now = time.monotonic()

@@ -80,11 +80,25 @@ def create_provider(
     for name in query_options.keys() & options.keys():
         raise InvalidArgumentError(f"option {name!r} is given both in the URL and as an argument")
     merged: dict[str, Any] = {**query_options, **options}
+    create = _create_option(merged.pop("create", True))
     reg = reg or registry()
     spec = reg.provider_for(kind, scheme)
     if spec is None:
         raise PluginNotFoundError(_missing_plugin_message(reg, kind, scheme))
+    if spec.creates_storage:
+        merged["create"] = create
     return spec.factory(base, merged)
+
+
+def _create_option(value: object) -> bool:
+    """``create``: a bool, or its URL spelling (true/false, 1/0, yes/no, on/off)."""
+    if type(value) is bool:
+        return value
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise InvalidArgumentError("option 'create' must be a bool (URL: true or false)")
 
 
 def _missing_plugin_message(reg: Registry, kind: ProviderKind, scheme: str) -> str:
@@ -163,5 +177,10 @@ def open(  # noqa: A001 - dmem.open is the public name, like io.open
     ``kv = await dmem.open("redis://localhost/0", namespace="app")`` or
     ``async with dmem.open("memory://") as kv: ...``. ``middleware`` is a list,
     outermost first, of instances (``Cache(ttl=60)``) or registered names.
+
+    ``create=False`` (every provider takes it) opens only what exists: where opening would
+    create local storage (a SQLite file, a Chroma directory), :class:`StoreNotFoundError`
+    is raised instead and nothing is made. Read-only tools use it, so that a typo in a
+    path does not leave an empty database behind.
     """
     return _Opening(url, middleware, options)

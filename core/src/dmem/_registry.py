@@ -50,6 +50,11 @@ class ProviderSpec:
     factory: Callable[[str, dict[str, Any]], Any]
     kind: ProviderKind = "kv"
     description: str = ""
+    creates_storage: bool = False
+    """True when opening may create local storage (a file, a directory). Then the factory
+    receives the ``create`` option (a bool; ``False``: raise :class:`StoreNotFoundError`
+    at ``initialize()`` rather than create anything). Providers without it never get the
+    option: a server's database is there or not, whatever the client asks."""
 
 
 @dataclass(frozen=True)

@@ -130,9 +130,18 @@ def main() -> None:
     """dmem: one async memory API over pluggable backends (docs/cli.md)."""
 
 
-def _with_store(url: str, namespace: str | None, action: Callable[[Store], Awaitable[T]]) -> T:
+def _with_store(
+    url: str,
+    namespace: str | None,
+    action: Callable[[Store], Awaitable[T]],
+    *,
+    create: bool = False,
+) -> T:
+    """Run ``action`` on the store at ``url``; only commands that write pass ``create=True``
+    (a missing SQLite file or Chroma directory is otherwise an error, not created)."""
+
     async def go() -> T:
-        async with open_url(url, namespace) as store:
+        async with open_url(url, namespace, create=create) as store:
             return await action(store)
 
     return run(go(), url)
@@ -180,7 +189,7 @@ def health(url: str, namespace: str | None, as_json: bool) -> None:
 
     async def check() -> HealthStatus:
         try:
-            async with open_url(url, namespace) as store:
+            async with open_url(url, namespace, create=False) as store:
                 return await store.health()
         except DmemError as exc:
             # A backend that is down fails already when opened: that is a health report
@@ -276,7 +285,7 @@ def set_command(
     async def write(store: Store) -> bool:
         return await store.set(key, parsed, ttl=ttl, if_not_exists=nx, tags=tag_map or None)
 
-    written = _with_store(url, namespace, write)
+    written = _with_store(url, namespace, write, create=True)
     click.echo("written" if written else "not written (key exists)")
     sys.exit(0 if written else EXIT_ERROR)
 

@@ -13,6 +13,7 @@ key, ``ConnectionError`` for an unreachable backend)::
     ├── NotInitializedError (RuntimeError)    call before initialize()/after aclose()
     ├── CorruptValueError                     stored bytes cannot be decoded
     ├── PluginNotFoundError (LookupError)     no plugin for a URL scheme / name
+    ├── StoreNotFoundError (FileNotFoundError) create=False and no such file / directory
     └── ProviderError                         the backend failed
         └── ProviderUnavailableError (ConnectionError)   backend unreachable
 
@@ -35,6 +36,7 @@ __all__ = [
     "PluginNotFoundError",
     "ProviderError",
     "ProviderUnavailableError",
+    "StoreNotFoundError",
 ]
 
 
@@ -76,6 +78,11 @@ class CorruptValueError(DmemError):
 
 class PluginNotFoundError(DmemError, LookupError):
     """No installed plugin provides what was asked for; the message says what to install."""
+
+
+class StoreNotFoundError(DmemError, FileNotFoundError):
+    """Opened with ``create=False``, and the local storage (a SQLite file, a Chroma
+    directory) does not exist; nothing was created."""
 
 
 class ProviderError(DmemError):

@@ -34,6 +34,7 @@ from dmem import (
     ProviderError,
     ProviderOptions,
     ProviderUnavailableError,
+    StoreNotFoundError,
 )
 
 from ._threads import CallThreads
@@ -78,6 +79,7 @@ class ChromaConfig:
     collection: str = "dmem"
     namespace: str = ""
     timeout: float = 10.0
+    create: bool = True  # persistent: False makes a missing directory StoreNotFoundError
     headers: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:
@@ -100,7 +102,9 @@ class ChromaConfig:
         return f"{self.collection}-{kind}-{digest[:32]}"
 
 
-_OPTIONS = frozenset(("namespace", "tenant", "database", "collection", "timeout", "token"))
+_OPTIONS = frozenset(
+    ("namespace", "tenant", "database", "collection", "timeout", "token", "create")
+)
 
 
 def parse_config(url: str, options: dict[str, Any]) -> ChromaConfig:
@@ -121,6 +125,7 @@ def parse_config(url: str, options: dict[str, Any]) -> ChromaConfig:
     collection = opts.str("collection", "dmem")
     timeout = opts.float("timeout", 10.0)
     token = opts.optional_str("token")
+    create = opts.bool("create", True)
     opts.done()
     if not collection or not collection[0].isalnum() or len(collection) > 200:
         raise InvalidArgumentError("chroma option 'collection' must start with a letter or digit")
@@ -167,6 +172,7 @@ def parse_config(url: str, options: dict[str, Any]) -> ChromaConfig:
         "collection": collection,
         "namespace": namespace,
         "timeout": timeout,
+        "create": create,
     }
     if scheme in ("chroma+http", "chroma+https"):
         if not parts.hostname:
@@ -293,6 +299,12 @@ class ChromaConnection:
 
     async def start(self, metadata: dict[str, Any]) -> int:
         """Open the client and the collection (``open``); Chroma's largest batch size."""
+        config = self.config
+        if config.mode == "persistent" and not config.create:
+            # One stat, once at open, before any thread or directory is made.
+            missing = not os.path.isdir(self.path)  # noqa: ASYNC240
+            if missing:
+                raise StoreNotFoundError(f"{config.where} does not exist (create=False)")
         # chromadb's first import in a process is 0.8-1.5 s of CPU here: local work, not a
         # wait on Chroma, so it happens before the timed call rather than in it (a first open
         # with timeout=1 failed against a healthy server). Later opens find it imported.

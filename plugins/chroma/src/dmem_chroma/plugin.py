@@ -39,6 +39,7 @@ def dmem_register_providers(register: Callable[[ProviderSpec], None]) -> None:
             schemes=_SCHEMES,
             kind="kv",
             factory=create_kv_provider,
+            creates_storage=True,
             description="key-value on Chroma: chroma://, chroma:///PATH, chroma+http://HOST:PORT",
         )
     )
@@ -48,6 +49,7 @@ def dmem_register_providers(register: Callable[[ProviderSpec], None]) -> None:
             schemes=_SCHEMES,
             kind="vector",
             factory=create_vector_provider,
+            creates_storage=True,
             description="vectors on Chroma (HNSW, cosine): chroma://, chroma:///PATH, chroma+http://",
         )
     )

@@ -50,6 +50,7 @@ class SQLiteConfig:
     timeout: float
     busy_timeout: float
     synchronous: str
+    create: bool = True  # False: a missing file is StoreNotFoundError, not created
 
     @property
     def display(self) -> str:
@@ -133,6 +134,7 @@ def parse_sqlite(url: str, options: dict[str, Any]) -> SQLiteConfig:
         timeout=opts.float("timeout", 10.0),
         busy_timeout=opts.float("busy_timeout", 30.0),
         synchronous=synchronous,
+        create=opts.bool("create", True),
     )
     opts.done()
     return config

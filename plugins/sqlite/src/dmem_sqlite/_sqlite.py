@@ -26,7 +26,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from dmem import HealthStatus, KeyNotFoundError, Pattern, ProviderError
+from dmem import HealthStatus, KeyNotFoundError, Pattern, ProviderError, StoreNotFoundError
 from dmem.provider import Entry
 
 from ._common import (
@@ -76,6 +76,9 @@ class SQLiteProvider:
             raise ProviderError(
                 f"SQLite {sqlite3.sqlite_version} is too old: dmem-sqlite needs >= 3.24 (upsert)"
             )
+        path = self._config.path
+        if not self._config.create and path is not None and not path.exists():
+            raise StoreNotFoundError(f"{self._config.display} does not exist (create=False)")
         worker = Worker(self._connect, where=self._where, maintenance=self._purge)
         worker.start()
         try:

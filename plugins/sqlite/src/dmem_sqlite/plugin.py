@@ -48,6 +48,7 @@ def dmem_register_providers(register: Callable[[ProviderSpec], None]) -> None:
             kind="kv",
             factory=create_sqlite_provider,
             description="SQLite file (WAL, durable commits), the embedded default",
+            creates_storage=True,
         )
     )
     register(
