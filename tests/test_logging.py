@@ -72,3 +72,24 @@ async def test_no_timing_layer_unless_debug_is_enabled() -> None:
     provider = MemoryProvider()
     store = dmem.Store(provider)
     assert store._top is provider
+
+
+async def test_sqlite_purges_are_logged_without_keys(
+    caplog: pytest.LogCaptureFixture, tmp_path: object
+) -> None:
+    import asyncio
+    import time
+
+    caplog.set_level(logging.DEBUG, logger="dmem")
+    async with dmem.open(f"sqlite:///{tmp_path}/purge.db") as store:
+        await store.set_many({f"secret-key-{i}": i for i in range(5)}, ttl=0.05)
+        await asyncio.sleep(0.1)
+        deadline = time.monotonic() + 5  # the purge rides on a write at most once a second
+        while time.monotonic() < deadline and "purged" not in caplog.text:
+            await store.set("other", 1)
+            await asyncio.sleep(0.1)
+    purged = [r for r in caplog.records if "purged" in r.getMessage()]
+    assert purged, caplog.text
+    assert purged[0].name == "dmem.sqlite"
+    assert "purged 5 expired rows" in purged[0].getMessage()
+    assert "secret-key" not in caplog.text

@@ -33,6 +33,7 @@ from __future__ import annotations
 import base64
 import gc
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -50,6 +51,8 @@ from ._client import ChromaConfig, ChromaConnection
 _CHUNK = 256
 
 __all__ = ["NO_EXPIRY", "ChromaKVProvider"]
+
+log = logging.getLogger("dmem.chroma")
 
 NO_EXPIRY = 2**62
 _TAG = "t:"
@@ -138,6 +141,7 @@ class ChromaKVProvider:
         if now - self._last_purge >= _PURGE_EVERY_MS:
             self._last_purge = now
             self._conn.collection.delete(where={"x": {"$lte": now}})
+            log.debug("%s: purged expired records", self._conn.config.where)
 
     def _record(
         self, value: bytes, ttl_ms: int | None, tags: Mapping[str, str], now: int

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 from contextvars import ContextVar
 from typing import Any
 
@@ -33,6 +34,8 @@ from redis.backoff import ExponentialBackoff
 from ._config import RedisConfig
 
 __all__ = ["build_client", "execute_once", "map_error"]
+
+log = logging.getLogger("dmem.redis")
 
 
 class _HiredisPacking:
@@ -85,8 +88,15 @@ class _Retry(Retry):
             once._retries = 0
             return await Retry.call_with_retry(once, do, fail, *args, **kwargs)
         token = _RETRYING.set(True)
+
+        async def logged_fail(error: Exception, *count: int) -> None:
+            # redis-py calls this after each failed attempt (with the failure count when
+            # asked to), the last one too; the error's type says what happened.
+            log.debug("attempt failed (%s); retried while attempts remain", type(error).__name__)
+            await fail(error, *count)
+
         try:
-            return await super().call_with_retry(do, fail, *args, **kwargs)
+            return await super().call_with_retry(do, logged_fail, *args, **kwargs)
         finally:
             _RETRYING.reset(token)
 
@@ -195,6 +205,7 @@ async def execute_once(client: Any, *args: Any) -> Any:
         except (rex.ConnectionError, OSError):
             stale = True
         if stale:
+            log.debug("a pooled connection was closed by the server: reconnecting first")
             await connection.disconnect()
             await connection.connect()  # with the connection's retries: nothing is sent yet
         await connection.send_command(*args)

@@ -33,12 +33,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import asyncpg
 from dmem import NotInitializedError
+
+log = logging.getLogger("dmem.postgresql")
 
 __all__ = ["ConnectionPool"]
 
@@ -91,6 +94,7 @@ class ConnectionPool:
                 self._lend(conn)
                 return conn
             self._count -= 1  # died while idle (server restart): forget it
+            log.debug("a pooled connection was closed (server restart?): dropped")
         return None
 
     async def acquire(self) -> asyncpg.Connection:
@@ -151,6 +155,7 @@ class ConnectionPool:
 
     async def _open(self, timeout: float) -> asyncpg.Connection:
         self._count += 1
+        log.debug("opening pooled connection %d of at most %d", self._count, self._size)
         try:
             return await self._connected(self._start_connect(), timeout)
         except BaseException:
@@ -215,6 +220,8 @@ class ConnectionPool:
             broken = True
         if broken or self._closed or conn.is_closed():
             self._count -= 1
+            if not self._closed:
+                log.debug("a connection failed or was cut off: closed, a new one opens on demand")
             if not conn.is_closed():
                 conn.terminate()
             self._hand_over(None)

@@ -43,7 +43,7 @@ from ._pgpool import ConnectionPool
 
 __all__ = ["PostgresProvider"]
 
-log = logging.getLogger("dmem_sqlite")
+log = logging.getLogger("dmem.postgresql")
 
 _PURGE_INTERVAL = 5.0  # seconds between background purges of expired rows
 _PAGE_ROWS = 512
@@ -230,9 +230,14 @@ class PostgresProvider:
 
     async def _purge(self) -> None:
         try:
-            await self._fetchval(self._sql.purge.sql, now_ms(), PURGE_BATCH)
+            purged = await self._fetchval(self._sql.purge.sql, now_ms(), PURGE_BATCH)
+            if purged:
+                log.debug("%s: purged %s expired rows", self._config.display, purged)
         except Exception as exc:  # noqa: BLE001 - best effort; reads filter expiry anyway
-            log.debug("dmem-sqlite: purge of expired rows failed: %s", exc)
+            # The type only: a driver's message may quote the statement's arguments.
+            log.debug(
+                "%s: purge of expired rows failed (%s)", self._config.display, type(exc).__name__
+            )
         finally:
             self._purge_task = None
 

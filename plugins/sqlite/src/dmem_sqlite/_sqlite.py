@@ -16,6 +16,7 @@ shares it among concurrent writers).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 import sys
@@ -44,6 +45,8 @@ from ._sqlite_sql import SQLiteStatements, chunk_sizes
 from ._worker import Worker, map_error
 
 __all__ = ["SQLiteProvider"]
+
+log = logging.getLogger("dmem.sqlite")
 
 _MIN_VERSION = (3, 24, 0)  # INSERT ... ON CONFLICT DO UPDATE (upsert)
 _PAGE_ROWS = 512  # rows per scan page
@@ -174,6 +177,7 @@ class SQLiteProvider:
         if rows:
             conn.executemany(sql.tags_delete.sql, rows)
             conn.executemany(sql.purge_kv.sql, [(ns, key, now) for ns, key in rows])
+            log.debug("%s: purged %d expired rows", self._where, len(rows))
 
     def _tags_in_use(self, conn: sqlite3.Connection) -> bool:
         sql = self._sql.tags_any
