@@ -92,11 +92,14 @@ def test_a_backend_that_is_down_gets_one_line(scheme: str) -> None:
     assert PASSWORD not in output
 
 
-def test_probe() -> None:
+def test_probe(tmp_path: Path) -> None:
     assert probe("memory://probe-test") is None
     refused = probe("nosuch://x")
     assert refused is not None and refused[0] == EXIT_BAD_URL
     assert refused[1].startswith("cannot open URL: nosuch://x: ")
+    refused = probe(f"sqlite:///{tmp_path}/missing.db?create=false")
+    assert refused is not None and refused[0] == EXIT_BAD_URL
+    assert not (tmp_path / "missing.db").exists()
     refused = probe(f"redis://:{PASSWORD}@127.0.0.1:{_closed_port()}/0")
     assert refused is not None and refused[0] == EXIT_UNREACHABLE
     assert PASSWORD not in refused[1] and "\n" not in refused[1]

@@ -8,7 +8,8 @@ configuration (an empty ini in a temporary rootdir), and returns the exit code:
 * 1: tests failed (other pytest codes pass through: 2 interrupted, 3 internal
   error, 5 nothing collected);
 * 4 (``EXIT_BAD_URL``, pytest's usage error): the URL cannot be opened at all (no
-  plugin for its scheme, a malformed URL or option) or the profile is unknown;
+  plugin for its scheme, a malformed URL or option, ``create=false`` and no such
+  store: any other DmemError) or the profile is unknown;
 * 6 (``EXIT_UNREACHABLE``): the backend cannot be reached (down, refusing the
   connection or the credentials). One line, ``cannot reach URL: <url>: <reason>``
   with the password redacted, and no clause runs: without it, every test would
@@ -148,7 +149,7 @@ def probe(url: str) -> tuple[int, str] | None:
     except (dmem.ProviderError, asyncio.TimeoutError) as exc:
         reason = str(exc) or f"no answer within {PROBE_TIMEOUT * 2:g}s"
         code, line = EXIT_UNREACHABLE, f"cannot reach URL: {shown}: {reason}"
-    except (dmem.InvalidArgumentError, dmem.PluginNotFoundError) as exc:
+    except dmem.DmemError as exc:  # a bad option, no plugin, a store that does not exist
         code, line = EXIT_BAD_URL, f"cannot open URL: {shown}: {exc}"
     except Exception:  # noqa: BLE001 - a plugin bug: the suite reports it clause by clause
         return None
