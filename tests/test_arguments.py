@@ -285,3 +285,9 @@ def test_anything_has_a_repr() -> None:
     # Hypothesis shows strategies by their repr: anything() must have one (a 5000-digit
     # int in a sampled_from would not).
     assert "one_of" in repr(anything())
+
+
+@pytest.mark.parametrize("middleware", [5, "cache", b"x", None, {"cache": 1}])
+async def test_open_refuses_middleware_that_is_not_a_list(middleware: object) -> None:
+    with pytest.raises(dmem.InvalidArgumentError, match="middleware"):
+        await dmem.open("memory://", middleware=middleware)  # type: ignore[arg-type]

@@ -118,6 +118,10 @@ def _missing_plugin_message(reg: Registry, kind: ProviderKind, scheme: str) -> s
 
 def resolve_middleware(middleware: Sequence[Any]) -> list[Any]:
     """Middleware specs from instances (``Cache(ttl=5)``) or registered names (``"cache"``)."""
+    if isinstance(middleware, (str, bytes)) or not isinstance(middleware, (list, tuple)):
+        raise InvalidArgumentError(
+            f"middleware must be a list of middleware, not {type(middleware).__name__}"
+        )
     resolved: list[Any] = []
     for item in middleware:
         if isinstance(item, str):
