@@ -11,7 +11,7 @@ wrapped in a :class:`ProviderError` with the original as ``__cause__``.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -19,7 +19,7 @@ from ._codec import decode, encode, encode_many
 from ._health import HealthStatus, redact_url
 from ._logging import log, slow_call_log
 from ._pattern import Pattern, compile_pattern
-from ._validation import check_key, check_tag, check_tags, short_repr, ttl_to_ms
+from ._validation import check_key, check_tag, check_tags, iterate, short_repr, ttl_to_ms
 from .errors import (
     DmemError,
     InvalidArgumentError,
@@ -250,7 +250,7 @@ class Store:
                 raise InvalidArgumentError(
                     f"set_many takes a mapping or (key, value) pairs, not {type(items).__name__}"
                 )
-            pairs = items.items() if isinstance(items, Mapping) else _iterate(items, "items")
+            pairs = items.items() if isinstance(items, Mapping) else iterate(items, "items")
             keys: list[str] = []
             values: list[Any] = []
             for pair in pairs:
@@ -451,23 +451,10 @@ def _encode_many(values: Collection[object]) -> list[bytes]:
         raise _bad_value(exc) from exc
 
 
-def _iterate(items: object, what: str) -> Iterator[Any]:
-    """``iter(items)``, or InvalidArgumentError when ``items`` cannot be iterated.
-
-    Not only TypeError (not iterable): a released memoryview raises ValueError.
-    """
-    try:
-        return iter(items)  # type: ignore[call-overload,no-any-return]
-    except Exception as exc:
-        raise InvalidArgumentError(
-            f"{what} must be an iterable, not {type(items).__name__} ({type(exc).__name__}: {exc})"
-        ) from exc
-
-
 def _unique_keys(keys: Iterable[str]) -> list[str]:
     if isinstance(keys, _TEXT):
         raise InvalidArgumentError(f"pass an iterable of keys, not a single {type(keys).__name__}")
-    listed = list(_iterate(keys, "keys"))
+    listed = list(iterate(keys, "keys"))
     for key in listed:
         check_key(key)
     return list(dict.fromkeys(listed))
@@ -502,7 +489,7 @@ def _check_middleware(middleware: object) -> tuple[Any, ...]:
         raise InvalidArgumentError(
             f"middleware must be a list of middleware, not {type(middleware).__name__}"
         )
-    chain = tuple(_iterate(middleware, "middleware"))
+    chain = tuple(iterate(middleware, "middleware"))
     for item in chain:
         if not callable(getattr(item, "wrap", None)):
             raise InvalidArgumentError(

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import math
 import reprlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from .errors import InvalidArgumentError, InvalidKeyError
 
@@ -18,6 +19,7 @@ __all__ = [
     "check_key",
     "check_tag",
     "check_tags",
+    "iterate",
     "short_repr",
     "ttl_to_ms",
 ]
@@ -146,3 +148,16 @@ def short_repr(obj: object) -> str:
     except Exception:  # noqa: BLE001 - a message must not turn into another error
         return f"<{type(obj).__name__} object>"
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def iterate(items: object, what: str, expected: str = "an iterable") -> Iterator[Any]:
+    """``iter(items)``, or InvalidArgumentError when ``items`` cannot be iterated.
+
+    Not only TypeError (not iterable): a released memoryview raises ValueError.
+    """
+    try:
+        return iter(items)  # type: ignore[call-overload,no-any-return]
+    except Exception as exc:
+        raise InvalidArgumentError(
+            f"{what} must be {expected}, not {type(items).__name__} ({type(exc).__name__}: {exc})"
+        ) from exc

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
+from collections.abc import Iterable, Mapping, Sequence, Set
 from typing import Any
 
-from .._validation import check_key, short_repr
+from .._validation import check_key, iterate, short_repr
 from ..errors import InvalidArgumentError, InvalidKeyError
 from ._types import MetadataValue, VectorRecord
 
@@ -48,20 +48,7 @@ def check_ids(ids: Iterable[str]) -> list[str]:
     """Validate ids and drop duplicates, keeping the first occurrence's order."""
     if isinstance(ids, _TEXT):
         raise InvalidArgumentError(f"pass a list of ids, not a single {type(ids).__name__}")
-    return list(dict.fromkeys(check_id(record_id) for record_id in _iterate(ids, "ids")))
-
-
-def _iterate(items: object, what: str) -> Iterator[Any]:
-    """``iter(items)``, or InvalidArgumentError when ``items`` cannot be iterated.
-
-    Not only TypeError (not iterable): a released memoryview raises ValueError.
-    """
-    try:
-        return iter(items)  # type: ignore[call-overload,no-any-return]
-    except Exception as exc:
-        raise InvalidArgumentError(
-            f"{what} must be a list, not {type(items).__name__} ({type(exc).__name__}: {exc})"
-        ) from exc
+    return list(dict.fromkeys(check_id(record_id) for record_id in iterate(ids, "ids", "a list")))
 
 
 def check_vector(vector: object, what: str = "vector") -> tuple[float, ...]:
@@ -227,7 +214,7 @@ def check_records(records: object) -> list[VectorRecord]:
     """Every record of an upsert, validated and copied (see :func:`check_record`)."""
     if isinstance(records, (VectorRecord, Mapping, *_TEXT)):
         raise InvalidArgumentError(f"upsert takes a list of records, not {type(records).__name__}")
-    return [check_record(record) for record in _iterate(records, "records")]
+    return [check_record(record) for record in iterate(records, "records", "a list")]
 
 
 def check_k(k: object) -> int:
