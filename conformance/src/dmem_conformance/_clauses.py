@@ -48,6 +48,9 @@ CLAUSES: dict[str, str] = {
     "namespaces.prefix": "Namespaces: 'a' and 'ab' (and separator look-alikes) never leak",
     "namespaces.bookkeeping": "Namespaces: the provider's bookkeeping never shows in listings",
     "scan.once": "scan/keys: each stable live key exactly once, no duplicates",
+    "listing.pages": (
+        "scan/keys/count/find_by_tag/delete_many/clear over 2,500 keys: each exactly once"
+    ),
     "scan.memory": "scan: streams in constant memory",
     "scan.early-exit": "scan: leaving the iteration early leaves the store usable",
     "clear.namespace": "clear(): removes this namespace's live keys and returns how many",

@@ -16,6 +16,7 @@ from .strategies import pattern_cases
 __all__ = ["ListingTests"]
 
 _NFD_E = unicodedata.normalize("NFD", "é")  # two code points: e and a combining accent
+_PAGED_KEYS = 2_500  # more than one page of every project backend's listing
 
 
 async def _listing(store: dmem.Store, pattern: str) -> tuple[list[str], int, list[str]]:
@@ -128,6 +129,26 @@ class ListingTests(SuiteBase):
         assert len(seen_keys) == len(set(seen_keys)), "scan yielded a key twice"
         missing = stable - set(seen_keys)
         assert not missing, f"scan missed {len(missing)} keys unchanged for the whole scan"
+
+    @clause("listing.pages")
+    async def test_listing_beyond_one_page(self, store: dmem.Store) -> None:
+        # More keys than any backend's page (SQL pages of 512 rows, Redis SCAN counts,
+        # Chroma's batches): a pager that drops or repeats keys at a page boundary, or a
+        # count that stops at one page, shows here and not with a few hundred keys.
+        pages = {f"page:{i:05d}": i for i in range(_PAGED_KEYS)}
+        others = {f"other:{i}": i for i in range(50)}
+        await store.set_many(pages, tags={"listing": "pages"})
+        await store.set_many(others)
+        await _assert_lists_exactly(store, "page:*", set(pages))
+        await _assert_lists_exactly(store, "*", set(pages) | set(others))
+        found = await store.find_by_tag("listing", "pages")
+        assert len(found) == len(set(found)), "find_by_tag returned duplicates"
+        assert set(found) == set(pages), f"find_by_tag found {len(found)} of {len(pages)}"
+        gone = list(pages)[::2]
+        assert await store.delete_many(gone) == len(gone)
+        await _assert_lists_exactly(store, "page:*", set(pages) - set(gone))
+        assert await store.clear() == len(pages) - len(gone) + len(others)
+        await _assert_lists_exactly(store, "*", set())
 
     @clause("scan.memory")
     async def test_scan_streams(self, store: dmem.Store) -> None:

@@ -373,6 +373,29 @@ class ScanDuplicates(Correct):
                 yield key, value
 
 
+class ListingStopsAtOnePage(Correct):
+    """keys/count/scan/find_by_tag stop after 1,000 keys: a pager that never asks for page two."""
+
+    _PAGE = 1_000
+
+    async def scan(self, pattern: Pattern) -> AsyncIterator[tuple[str, bytes]]:  # type: ignore[override]
+        seen = 0
+        async for key, value in self.inner.scan(pattern):
+            if seen == self._PAGE:
+                return
+            seen += 1
+            yield key, value
+
+    async def keys(self, pattern: Pattern) -> list[str]:
+        return (await self.inner.keys(pattern))[: self._PAGE]
+
+    async def count(self, pattern: Pattern) -> int:
+        return min(await self.inner.count(pattern), self._PAGE)
+
+    async def find_by_tag(self, name: str, value: str) -> list[str]:
+        return (await self.inner.find_by_tag(name, value))[: self._PAGE]
+
+
 class NxRace(Correct):
     """if_not_exists as check-then-set with an await in between: not atomic."""
 
@@ -487,6 +510,7 @@ BUGS: dict[str, type[Correct]] = {
     "set-keeps-old-tags": SetKeepsOldTags,
     "delete-always-true": DeleteAlwaysTrue,
     "scan-duplicates": ScanDuplicates,
+    "listing-stops-at-one-page": ListingStopsAtOnePage,
     "nx-race": NxRace,
     "ttl-in-milliseconds": TtlInMilliseconds,
     "scan-loads-everything": ScanLoadsEverything,
