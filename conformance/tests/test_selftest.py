@@ -29,6 +29,7 @@ EXPECTED: dict[str, set[str]] = {
     "set-keeps-old-tags": {"tags.replace"},
     "delete-always-true": {"ops.return-values"},
     "scan-duplicates": {"scan.once"},
+    "time-left-rounded-down": {"ttl.never-zero"},
     "listing-stops-at-one-page": {"listing.pages"},
     "nx-race": {"nx.concurrent-tasks"},
     "ttl-in-milliseconds": {"ttl.remaining"},

@@ -34,6 +34,7 @@ CLAUSES: dict[str, str] = {
     "ttl.expiry": "TTL: live for at least t-10ms, gone after t+50ms",
     "ttl.absent-everywhere": "TTL: an expired key is absent for every call",
     "ttl.remaining": "ttl(): seconds left (ms resolution, rounded up), None without expiry",
+    "ttl.never-zero": "ttl() and the provider's get_entry never say 0 left for a live key",
     "ttl.expire": "expire(): sets a new expiry on a live key only",
     "ttl.persist": "persist(): removes the expiry of a live key only",
     "ttl.set-replaces": "set: replaces the expiry (no ttl means none)",

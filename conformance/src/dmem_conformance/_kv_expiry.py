@@ -200,6 +200,30 @@ class ExpiryTests(SuiteBase):
         left = await store.ttl("ms")
         assert left is not None and 19 <= left <= 20.002, f"ttl() = {left}"
 
+    @clause("ttl.never-zero")
+    async def test_time_left_is_never_zero_while_live(self, store: dmem.Store) -> None:
+        # Both paths a caller learns the time left by: ttl(), and get_entry's whole
+        # milliseconds (what the Cache reads, so 0 would make it treat a live key as
+        # expired or keep it for no time). Polled through a key's last milliseconds, where
+        # a value rounded down (or a server's own 0 in its last millisecond) shows.
+        provider = store.provider
+        for _ in range(3):
+            await store.set("short", 1, ttl=0.03)
+            deadline = time.monotonic() + 2.0
+            while time.monotonic() < deadline:
+                entry = await provider.get_entry("short")
+                if entry is None:
+                    break
+                left_ms = entry[1]
+                assert left_ms is not None and left_ms >= 1, f"get_entry: {left_ms} ms left"
+                try:
+                    left = await store.ttl("short")
+                except KeyNotFoundError:
+                    break
+                assert left is not None and left > 0, f"ttl() = {left!r} for a live key"
+            else:
+                raise AssertionError("a key set with ttl=0.03 was still live after 2 s")
+
     @clause("ttl.expire")
     async def test_expire(self, store: dmem.Store) -> None:
         ttl = 0.1

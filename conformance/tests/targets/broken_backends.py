@@ -396,6 +396,16 @@ class ListingStopsAtOnePage(Correct):
         return (await self.inner.find_by_tag(name, value))[: self._PAGE]
 
 
+class TimeLeftRoundedDown(Correct):
+    """get_entry truncates the time left to whole milliseconds: 0 in a key's last one."""
+
+    async def get_entry(self, key: str) -> dmem.Entry | None:
+        entry = await self.inner.get_entry(key)
+        if entry is None or entry[1] is None:
+            return entry
+        return entry[0], entry[1] - 1
+
+
 class NxRace(Correct):
     """if_not_exists as check-then-set with an await in between: not atomic."""
 
@@ -510,6 +520,7 @@ BUGS: dict[str, type[Correct]] = {
     "set-keeps-old-tags": SetKeepsOldTags,
     "delete-always-true": DeleteAlwaysTrue,
     "scan-duplicates": ScanDuplicates,
+    "time-left-rounded-down": TimeLeftRoundedDown,
     "listing-stops-at-one-page": ListingStopsAtOnePage,
     "nx-race": NxRace,
     "ttl-in-milliseconds": TtlInMilliseconds,

@@ -138,14 +138,27 @@ class MemoryProvider:
             return None
         return item.value
 
-    async def get_entry(self, key: str) -> Entry | None:
-        item = self._live(key)
+    def _left_ms(self, key: str) -> tuple[_Item, int | None] | None:
+        """The live item and its whole milliseconds left, from one reading of the clock.
+
+        Rounded up, so a live key never reports 0 (docs/contract.md); one reading, so the
+        key cannot expire between the liveness check and the subtraction.
+        """
+        now = _now()
+        item = self._items.get(key)
         if item is None:
             return None
-        if item.expires_at is None:
-            return item.value, None
-        # Rounded up: a live key never reports 0 ms left (docs/contract.md).
-        return item.value, max(1, math.ceil((item.expires_at - _now()) * 1000))
+        expires_at = item.expires_at
+        if expires_at is None:
+            return item, None
+        if expires_at <= now:
+            self._remove(key, item)
+            return None
+        return item, math.ceil((expires_at - now) * 1000)
+
+    async def get_entry(self, key: str) -> Entry | None:
+        found = self._left_ms(key)
+        return None if found is None else (found[0].value, found[1])
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
         found: dict[str, bytes] = {}
@@ -285,12 +298,10 @@ class MemoryProvider:
         return True
 
     async def ttl(self, key: str) -> float | None:
-        item = self._live(key)
-        if item is None:
+        found = self._left_ms(key)
+        if found is None:
             raise KeyNotFoundError(f"key {key!r} is not live")
-        if item.expires_at is None:
-            return None
-        return max(0.0, item.expires_at - _now())
+        return None if found[1] is None else found[1] / 1000
 
     async def health(self) -> HealthStatus:
         return HealthStatus(

@@ -192,7 +192,9 @@ class RedisProvider:
         if got is None:
             return None
         value, pttl = got
-        return bytes(value), (None if pttl < 0 else int(pttl))
+        # Redis keeps a key live through its last millisecond, where PTTL says 0: a live
+        # key has at least 1 ms left (docs/contract.md), or the Cache would drop it.
+        return bytes(value), (None if pttl < 0 else max(1, int(pttl)))
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
         try:
@@ -216,7 +218,7 @@ class RedisProvider:
             raise self._error(exc) from exc
         if pttl == -2:
             raise KeyNotFoundError(f"key {key!r} is not live")
-        return None if pttl == -1 else pttl / 1000
+        return None if pttl == -1 else max(1, pttl) / 1000  # PTTL 0: its last millisecond
 
     # --- writes ----------------------------------------------------------------------------
     @staticmethod
