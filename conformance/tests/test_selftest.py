@@ -29,6 +29,7 @@ EXPECTED: dict[str, set[str]] = {
     "set-keeps-old-tags": {"tags.replace"},
     "delete-always-true": {"ops.return-values"},
     "scan-duplicates": {"scan.once"},
+    "batch-nx-race": {"nx.batch-tasks", "nx.batch-connections"},
     "time-left-rounded-down": {"ttl.never-zero"},
     "listing-stops-at-one-page": {"listing.pages"},
     "nx-race": {"nx.concurrent-tasks"},

@@ -31,6 +31,10 @@ CLAUSES: dict[str, str] = {
     "nx.ttl": "if_not_exists with ttl: both apply atomically",
     "nx.concurrent-tasks": "if_not_exists: exactly one winner among concurrent tasks",
     "nx.connections": "if_not_exists: exactly one winner across independent connections",
+    "nx.batch-tasks": "set_many(if_not_exists): each key won exactly once among concurrent tasks",
+    "nx.batch-connections": (
+        "set_many(if_not_exists): each key won exactly once across independent connections"
+    ),
     "ttl.expiry": "TTL: live for at least t-10ms, gone after t+50ms",
     "ttl.absent-everywhere": "TTL: an expired key is absent for every call",
     "ttl.remaining": "ttl(): seconds left (ms resolution, rounded up), None without expiry",

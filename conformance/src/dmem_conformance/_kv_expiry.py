@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import dmem
@@ -42,6 +43,43 @@ async def timed(coro: Any) -> tuple[float, float, Any]:
 def gone_after(end: float, ttl: float) -> float:
     """When a key written by a call that returned at ``end`` must be gone."""
     return end + ttl + LATE + SLACK
+
+
+async def _race_batches(
+    store_of: Callable[[int], dmem.Store], *, writers: int, reader: dmem.Store
+) -> None:
+    """Writers race set_many(if_not_exists=True) over the same keys, each in its own order.
+
+    Each key must be won exactly once: the counts set_many returns add up to the number
+    of keys, and each writer's count is the number of keys holding its value.
+    """
+    for round_ in range(4):
+        keys = [f"batch{round_}:{k}" for k in range(24)]
+        ttl = None if round_ % 2 == 0 else 60
+
+        def order(writer: int, keys: list[str] = keys) -> list[str]:
+            # Different orders, so writers meet on different keys first.
+            turn = writer * 5 % len(keys)
+            ordered = keys[turn:] + keys[:turn]
+            return ordered[::-1] if writer % 2 else ordered
+
+        counts = await asyncio.gather(
+            *(
+                store_of(w).set_many(
+                    [(key, f"w{w}") for key in order(w)], if_not_exists=True, ttl=ttl
+                )
+                for w in range(writers)
+            )
+        )
+        assert sum(counts) == len(keys), (
+            f"round {round_}: set_many(if_not_exists) wrote {sum(counts)} times "
+            f"for {len(keys)} keys (counts {counts}): some key was won twice or never"
+        )
+        values = await reader.get_many(keys)
+        assert set(values) == set(keys), "a raced key is missing"
+        for w, count in enumerate(counts):
+            held = sum(1 for value in values.values() if value == f"w{w}")
+            assert held == count, f"writer {w} was told {count} keys, holds {held}"
 
 
 class ExpiryTests(SuiteBase):
@@ -130,6 +168,18 @@ class ExpiryTests(SuiteBase):
             )
             value = await others[-1].get(key)
             assert value == f"{winners[0] // 2}.{winners[0] % 2}", "value is not the winner's"
+
+    @clause("nx.batch-tasks")
+    async def test_set_many_if_not_exists_concurrent_tasks(self, store: dmem.Store) -> None:
+        await _race_batches(lambda _: store, writers=8, reader=store)
+
+    @clause("nx.batch-connections", requires="shared_connections")
+    async def test_set_many_if_not_exists_across_connections(
+        self, store: dmem.Store, dmem_stores: StorePool
+    ) -> None:
+        others = [await dmem_stores.open() for _ in range(3)]
+        conns = [store, *others]
+        await _race_batches(lambda w: conns[w % len(conns)], writers=8, reader=others[-1])
 
     # --- expiry -----------------------------------------------------------------------------
     @clause("ttl.expiry")

@@ -425,6 +425,24 @@ class NxRace(Correct):
         return await self.inner.set(key, value, ttl_ms=ttl_ms, if_not_exists=False, tags=tags)
 
 
+class BatchNxRace(Correct):
+    """set_many(if_not_exists) as check-then-set with an await in between: not atomic."""
+
+    async def set_many(
+        self,
+        items: Sequence[tuple[str, bytes]],
+        *,
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> int:
+        if if_not_exists:
+            live = await self.inner.get_many([key for key, _ in items])
+            await asyncio.sleep(0)
+            items = [(key, value) for key, value in items if key not in live]
+        return await self.inner.set_many(items, ttl_ms=ttl_ms, if_not_exists=False, tags=tags)
+
+
 class TtlInMilliseconds(Correct):
     """ttl() reports milliseconds instead of seconds."""
 
@@ -520,6 +538,7 @@ BUGS: dict[str, type[Correct]] = {
     "set-keeps-old-tags": SetKeepsOldTags,
     "delete-always-true": DeleteAlwaysTrue,
     "scan-duplicates": ScanDuplicates,
+    "batch-nx-race": BatchNxRace,
     "time-left-rounded-down": TimeLeftRoundedDown,
     "listing-stops-at-one-page": ListingStopsAtOnePage,
     "nx-race": NxRace,
