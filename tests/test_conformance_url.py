@@ -39,11 +39,20 @@ def _run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _suite(url: str) -> None:
+def _suite(url: str) -> str:
     """The whole suite on ``url``, as ``dmem conformance URL`` runs it; it must pass."""
     done = _run("-m", "dmem_conformance.runner", url)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "clauses:" in done.stdout, done.stdout[-3000:]
+    return done.stdout
+
+
+def _result(table: str, clause: str) -> str:
+    """The result column of ``clause`` in the runner's table."""
+    for line in table.splitlines():
+        if line.startswith(clause + " "):
+            return line.split()[1]
+    raise AssertionError(f"{clause} is not in the table:\n{table[-3000:]}")
 
 
 @pytest.fixture
@@ -63,7 +72,11 @@ def redis_server(tmp_path: Path) -> Iterator[Any]:
 
 def test_a_sqlite_run_leaves_no_row(tmp_path: Path) -> None:
     db = tmp_path / "conformance.db"
-    _suite(f"sqlite:///{db}")
+    table = _suite(f"sqlite:///{db}")
+    # A SQLite file cannot be down: its plugin gives no unreachable twin, and the run
+    # says that its verdict leaves the down-backend clause out.
+    assert _result(table, "errors.unavailable") == "skipped"
+    assert "partial verdict: the down-backend clause (errors.unavailable) did not run" in table
     with sqlite3.connect(db) as conn:
         # Every namespace the run used: the keys table and the tag index.
         rows = conn.execute("SELECT namespace, key FROM dmem_kv").fetchall()
@@ -73,7 +86,10 @@ def test_a_sqlite_run_leaves_no_row(tmp_path: Path) -> None:
 
 
 def test_a_redis_run_leaves_no_key(redis_server: Any) -> None:
-    _suite(redis_server.url)
+    table = _suite(redis_server.url)
+    # The plugin's unreachable twin (the same URL on a closed port) runs the down clause.
+    assert _result(table, "errors.unavailable") == "passed"
+    assert "partial verdict" not in table
     left = redis_server.cli("DBSIZE")
     assert left == "0", f"the run left {left} key(s): {redis_server.cli('--scan')[:2000]}"
 
@@ -103,3 +119,13 @@ def test_probe(tmp_path: Path) -> None:
     refused = probe(f"redis://:{PASSWORD}@127.0.0.1:{_closed_port()}/0")
     assert refused is not None and refused[0] == EXIT_UNREACHABLE
     assert PASSWORD not in refused[1] and "\n" not in refused[1]
+
+
+def test_unreachable_option_runs_the_down_clause_and_catches_a_live_twin(tmp_path: Path) -> None:
+    # --unreachable given a URL that is up: errors.unavailable must fail (health() says
+    # healthy, calls succeed), so a backend that hides an outage cannot pass by it.
+    db = f"sqlite:///{tmp_path / 'up.db'}"
+    done = _run("-m", "dmem", "conformance", db, "--unreachable", db, "-k", "unreachable_backend")
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    assert _result(done.stdout, "errors.unavailable") == "FAILED"
+    assert "partial verdict" not in done.stdout

@@ -7,7 +7,18 @@ from typing import NoReturn
 
 import pytest
 
-__all__ = ["backend_missing", "backends_required"]
+__all__ = ["DownURL", "backend_missing", "backends_required"]
+
+
+class DownURL:
+    """The URL of a backend that is down for the URL suite's run under way, or None.
+
+    Set by the pytest plugin from ``--dmem-unreachable-url`` at configure time and cleared
+    at unconfigure (the runner runs pytest in-process, possibly more than once). Kept here,
+    not in url_suite, which pytest may import under another module name.
+    """
+
+    url: str | None = None
 
 
 def backends_required() -> bool:

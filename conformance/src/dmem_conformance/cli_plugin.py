@@ -30,8 +30,17 @@ def dmem_register_commands(cli: click.Group) -> None:
         type=click.Choice(PROFILE_NAMES),
         help="Hypothesis profile.",
     )
+    @click.option(
+        "--unreachable",
+        metavar="URL2",
+        default=None,
+        help="A URL of the same backend that is down (e.g. a closed port), for the "
+        "down-backend clauses; default: the twin the URL's plugin gives, if any.",
+    )
     @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
-    def conformance(url: str, profile: str, pytest_args: tuple[str, ...]) -> None:
+    def conformance(
+        url: str, profile: str, unreachable: str | None, pytest_args: tuple[str, ...]
+    ) -> None:
         """Run the conformance suite against URL and print a clause-by-clause table.
 
         PYTEST_ARGS go to pytest as they are (e.g. -k expiry, -x); a run narrowed by
@@ -49,7 +58,7 @@ def dmem_register_commands(cli: click.Group) -> None:
             sys.exit(2)
         from .runner import main as run_suite
 
-        sys.exit(run_suite(url, profile, list(pytest_args)))
+        sys.exit(run_suite(url, profile, list(pytest_args), unreachable))
 
 
 def _private_memory(url: str) -> bool:

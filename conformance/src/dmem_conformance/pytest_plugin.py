@@ -17,6 +17,7 @@ loads only when a test uses it or ``--dmem-url`` is given). It
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"Hypothesis profile of the suite: ci (default) or thorough (also ${_ENV_PROFILE})",
     )
     group.addoption(
+        "--dmem-unreachable-url",
+        dest="dmem_unreachable_url",
+        default=None,
+        help="with --dmem-url: a URL of the same backend that is down (e.g. a closed port), "
+        "so the down-backend clauses run too",
+    )
+    group.addoption(
         "--dmem-table",
         dest="dmem_table",
         action="store_true",
@@ -75,6 +83,15 @@ def pytest_configure(config: pytest.Config) -> None:
     if url:
         # Collect the URL suite module instead of the command line's paths.
         config.args[:] = [str(Path(__file__).with_name("url_suite.py"))]
+        from ._env import DownURL  # the suite is needed now: import it
+
+        DownURL.url = config.getoption("dmem_unreachable_url") or None
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    env = sys.modules.get("dmem_conformance._env")  # imported only if a URL run set it
+    if env is not None:
+        env.DownURL.url = None
 
 
 def _clause(item: pytest.Item) -> str | None:

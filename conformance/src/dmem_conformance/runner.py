@@ -36,6 +36,7 @@ __all__ = [
     "EXIT_UNREACHABLE",
     "PROBE_NAMESPACE",
     "PROBE_TIMEOUT",
+    "down_twin",
     "main",
     "probe",
     "run_pytest",
@@ -162,8 +163,32 @@ def probe(url: str) -> tuple[int, str] | None:
     return code, line
 
 
-def main(url: str, profile: str = "ci", pytest_args: Sequence[str] = ()) -> int:
-    """Run the conformance suite against ``url``; print the clause table; return the exit code."""
+def down_twin(url: str) -> str | None:
+    """The URL of the same backend that is down, from the URL's plugin, or None."""
+    import dmem
+    from dmem._open import split_url
+
+    try:
+        scheme = split_url(url)[0]
+    except dmem.DmemError:
+        return None
+    spec = dmem.registry().provider_for("kv", scheme)
+    if spec is None or spec.unreachable_url is None:
+        return None
+    return spec.unreachable_url(url)
+
+
+def main(
+    url: str,
+    profile: str = "ci",
+    pytest_args: Sequence[str] = (),
+    unreachable: str | None = None,
+) -> int:
+    """Run the conformance suite against ``url``; print the clause table; return the exit code.
+
+    ``unreachable``: a URL of the same backend that is down, for the down-backend clauses;
+    by default the twin the URL's plugin gives (``ProviderSpec.unreachable_url``), if any.
+    """
     if profile not in ("ci", "thorough"):
         print(f"unknown profile {profile!r}; choose from ci, thorough")
         return int(pytest.ExitCode.USAGE_ERROR)
@@ -172,11 +197,23 @@ def main(url: str, profile: str = "ci", pytest_args: Sequence[str] = ()) -> int:
         code, line = refused
         print(line, file=sys.stderr)
         return code
-    code, results = run_pytest(["--dmem-url", url, "--dmem-profile", profile, *pytest_args])
+    down = unreachable or down_twin(url)
+    args = ["--dmem-url", url, "--dmem-profile", profile, *pytest_args]
+    if down:
+        args[2:2] = ["--dmem-unreachable-url", down]
+    code, results = run_pytest(args)
     from dmem import redact_url
 
     print()
     print(results.table(title=f"dmem conformance: {redact_url(url)} (profile {profile})"))
+    if not down:
+        # The run can pass with the down-backend clause skipped: say that the verdict
+        # leaves it out, so a green exit is not read as "this backend fails well".
+        print(
+            "partial verdict: the down-backend clause (errors.unavailable) did not run: "
+            "this URL's plugin gives no unreachable twin; pass --unreachable URL (the same "
+            "backend, down: e.g. a closed port) for a whole verdict"
+        )
     skipped = results.not_run()
     if skipped and code == 0:
         # The run passed, but only part of the contract ran (pytest arguments such as -k

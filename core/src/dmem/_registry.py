@@ -55,6 +55,10 @@ class ProviderSpec:
     receives the ``create`` option (a bool; ``False``: raise :class:`StoreNotFoundError`
     at ``initialize()`` rather than create anything). Providers without it never get the
     option: a server's database is there or not, whatever the client asks."""
+    unreachable_url: Callable[[str], str | None] | None = None
+    """Given a URL this provider serves, the same kind of URL pointing at a backend that is
+    down (same scheme and options, a closed loopback port), or None when there is none. The
+    conformance suite's URL runs use it to test the down-backend clauses; no I/O."""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any
 import dmem
 from dmem import ProviderSpec
 
-__all__ = ["dmem_register_providers"]
+__all__ = ["dmem_register_providers", "unreachable_twin"]
 
 _SCHEMES = ("chroma", "chroma+http", "chroma+https")
 
@@ -31,6 +31,16 @@ def create_vector_provider(url: str, options: dict[str, Any]) -> Any:
     return ChromaVectorProvider(parse_config(url, options))
 
 
+def unreachable_twin(url: str) -> str | None:
+    """A Chroma server URL, with its options, on a port where nothing listens (127.0.0.1:1:
+    refused at once); None for in-process Chroma, which cannot be down. For the suite."""
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() not in ("chroma+http", "chroma+https"):
+        return None
+    query = rest.partition("?")[2]
+    return f"{scheme}://127.0.0.1:1" + (f"?{query}" if query else "")
+
+
 @dmem.hookimpl
 def dmem_register_providers(register: Callable[[ProviderSpec], None]) -> None:
     register(
@@ -39,6 +49,7 @@ def dmem_register_providers(register: Callable[[ProviderSpec], None]) -> None:
             schemes=_SCHEMES,
             kind="kv",
             factory=create_kv_provider,
+            unreachable_url=unreachable_twin,
             creates_storage=True,
             description="key-value on Chroma: chroma://, chroma:///PATH, chroma+http://HOST:PORT",
         )

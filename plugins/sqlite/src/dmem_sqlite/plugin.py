@@ -11,7 +11,12 @@ from typing import Any
 
 from dmem import PluginNotFoundError, ProviderSpec, hookimpl
 
-__all__ = ["create_postgres_provider", "create_sqlite_provider", "dmem_register_providers"]
+__all__ = [
+    "create_postgres_provider",
+    "create_sqlite_provider",
+    "dmem_register_providers",
+    "unreachable_postgres",
+]
 
 
 def create_sqlite_provider(url: str, options: dict[str, Any]) -> Any:
@@ -39,6 +44,14 @@ def create_postgres_provider(url: str, options: dict[str, Any]) -> Any:
     return PostgresProvider(config)
 
 
+def unreachable_postgres(url: str) -> str | None:
+    """The same kind of PostgreSQL URL, with its options, on a port where nothing listens
+    (127.0.0.1:1: a connection is refused at once). For the conformance suite."""
+    scheme, _, rest = url.partition("://")
+    query = rest.partition("?")[2]
+    return f"{scheme}://dmem@127.0.0.1:1/dmem" + (f"?{query}" if query else "")
+
+
 @hookimpl
 def dmem_register_providers(register: Callable[[ProviderSpec], None]) -> None:
     register(
@@ -57,6 +70,7 @@ def dmem_register_providers(register: Callable[[ProviderSpec], None]) -> None:
             schemes=("postgresql", "postgres", "postgresql+asyncpg"),
             kind="kv",
             factory=create_postgres_provider,
+            unreachable_url=unreachable_postgres,
             description="PostgreSQL server through asyncpg (extra: postgresql)",
         )
     )
