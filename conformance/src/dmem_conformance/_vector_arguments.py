@@ -14,7 +14,7 @@ from ._arguments import Call, Param, safe_repr
 from ._kv_arguments import check_refusal
 from .strategies import IntSub, StrSub, huge_int, keys
 
-__all__ = ["CLASSIC_VECTOR_CALLS", "VECTOR_SIGNATURES", "check_vector_calls"]
+__all__ = ["BAD_WHERE", "CLASSIC_VECTOR_CALLS", "VECTOR_SIGNATURES", "check_vector_calls"]
 
 _INT64 = (-(2**63), 2**63 - 1)
 # Seeded in every example and never drawn: the store is never empty, so its dimension
@@ -110,28 +110,32 @@ _WHERE = (
     {"$or": [{"genre": "jazz"}, {"year": {"$lt": 1985}}]},
     {"missing": {"$nin": ["a"]}},
 )
+BAD_WHERE: tuple[Any, ...] = (
+    {},
+    {"$bogus": 1},
+    {"a": {"$bogus": 1}},
+    {"a": {"$gt": "x"}},
+    {"a": {"$gt": True}},
+    {"a": {"$in": []}},
+    {"a": {"$in": "abc"}},
+    {"a": {"$eq": [1]}},
+    {"a": {"$eq": None}},
+    {"$and": []},
+    {"$or": {"a": 1}},
+    {"a": math.nan},
+    "a == 1",
+)
+"""Filters every vector store must refuse with InvalidArgumentError (also VectorSuite's)."""
 _where_bad = st.one_of(
     st.sampled_from(
         (
-            {},
-            {"$bogus": 1},
-            {"a": {"$bogus": 1}},
-            {"a": {"$gt": "x"}},
-            {"a": {"$gt": True}},
-            {"a": {"$in": []}},
-            {"a": {"$in": "abc"}},
-            {"a": {"$eq": [1]}},
-            {"a": {"$eq": None}},
-            {"$and": []},
-            {"$or": {"a": 1}},
-            {"a": math.nan},
+            *BAD_WHERE,
             {"a": {"$gt": 10**400}},
             {"n": 2**63},
             {"n": {"$in": [2**64, 1]}},
             {"s": "\ud800"},
             {"\ud800": 1},
             {"": 1},
-            "a == 1",
         )
     ),
     st.builds(lambda: {"a": huge_int()}),

@@ -45,7 +45,12 @@ from hypothesis import settings as hypothesis_settings
 from ._arguments import Call, call_lists
 from ._bridge import LoopBridge
 from ._profiles import profile_settings, selected_profile
-from ._vector_arguments import CLASSIC_VECTOR_CALLS, VECTOR_SIGNATURES, check_vector_calls
+from ._vector_arguments import (
+    BAD_WHERE,
+    CLASSIC_VECTOR_CALLS,
+    VECTOR_SIGNATURES,
+    check_vector_calls,
+)
 
 __all__ = ["VectorStoreFactory", "VectorSuite", "brute_force", "vector_url_factory"]
 
@@ -196,21 +201,6 @@ _BAD_METADATA: tuple[Any, ...] = (
     {1: "x"},
     {"a": "\ud800"},
     "not a mapping",
-)
-_BAD_WHERE: tuple[Any, ...] = (
-    {},
-    {"$bogus": 1},
-    {"a": {"$bogus": 1}},
-    {"a": {"$gt": "x"}},
-    {"a": {"$gt": True}},
-    {"a": {"$in": []}},
-    {"a": {"$in": "abc"}},
-    {"a": {"$eq": [1]}},
-    {"a": {"$eq": None}},
-    {"$and": []},
-    {"$or": {"a": 1}},
-    {"a": math.nan},
-    "a == 1",
 )
 _BAD_K: tuple[Any, ...] = (0, -1, True, 1.5, "10", 10_001)
 
@@ -461,7 +451,7 @@ class VectorSuite:
             for k in _BAD_K:
                 with pytest.raises(InvalidArgumentError):
                     await vstore.query([1.0, 0.0, 0.0], k=k)
-            for where in _BAD_WHERE:
+            for where in BAD_WHERE:
                 with pytest.raises(InvalidArgumentError):
                     await vstore.query([1.0, 0.0, 0.0], k=1, where=where)
             assert await vstore.count() == 1
