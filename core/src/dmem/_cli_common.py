@@ -44,6 +44,7 @@ __all__ = [
     "PROGRESS_INTERVAL",
     "Progress",
     "Seconds",
+    "batch_option",
     "fail",
     "is_memory_url",
     "namespace_option",
@@ -135,6 +136,17 @@ def namespace_option(function: F) -> F:
         metavar="NS",
         help="Namespace to use (default: the backend's default namespace).",
     )(function)
+
+
+def batch_option(help_text: str) -> Callable[[F], F]:
+    """The ``--batch`` option of copy, export and import: keys per call, at least 1."""
+    return click.option(
+        "--batch",
+        default=500,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help=help_text,
+    )
 
 
 def is_memory_url(url: str) -> bool:

@@ -33,6 +33,7 @@ from ._cli_common import (
     LineError,
     Progress,
     Record,
+    batch_option,
     export_line,
     fail,
     namespace_option,
@@ -206,13 +207,7 @@ def _identity(url: str, store: Store) -> tuple[str, list[tuple[str, str]], str]:
 @click.argument("source")
 @click.argument("destination")
 @click.option("--pattern", default="*", show_default=True, help="Only keys matching this glob.")
-@click.option(
-    "--batch",
-    default=500,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Keys read and written per batch.",
-)
+@batch_option("Keys read and written per batch.")
 @namespace_option
 @click.option(
     "--to-namespace",
@@ -300,13 +295,7 @@ async def _copy(
 @click.command()
 @click.argument("url")
 @click.argument("pattern", default="*")
-@click.option(
-    "--batch",
-    default=500,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Keys read per batch.",
-)
+@batch_option("Keys read per batch.")
 @namespace_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 def export(url: str, pattern: str, batch: int, namespace: str | None, quiet: bool) -> None:
@@ -348,13 +337,7 @@ def export(url: str, pattern: str, batch: int, namespace: str | None, quiet: boo
 @click.command(name="import")
 @click.argument("url")
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
-@click.option(
-    "--batch",
-    default=500,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Keys written per batch.",
-)
+@batch_option("Keys written per batch.")
 @namespace_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 def import_command(url: str, file: str, batch: int, namespace: str | None, quiet: bool) -> None:
