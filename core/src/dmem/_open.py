@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl
 
+from ._options import ProviderOptions
 from ._registry import EXTRA_FOR_SCHEME, ProviderKind, Registry, registry
 from ._store import Store
 from .errors import InvalidArgumentError, PluginNotFoundError
@@ -80,7 +81,10 @@ def create_provider(
     for name in query_options.keys() & options.keys():
         raise InvalidArgumentError(f"option {name!r} is given both in the URL and as an argument")
     merged: dict[str, Any] = {**query_options, **options}
-    create = _create_option(merged.pop("create", True))
+    # Read like any provider's bool option (true/false, 1/0, yes/no, on/off in a URL).
+    create = ProviderOptions({"create": merged.pop("create", True)}, provider="dmem").bool(
+        "create", True
+    )
     reg = reg or registry()
     spec = reg.provider_for(kind, scheme)
     if spec is None:
@@ -88,17 +92,6 @@ def create_provider(
     if spec.creates_storage:
         merged["create"] = create
     return spec.factory(base, merged)
-
-
-def _create_option(value: object) -> bool:
-    """``create``: a bool, or its URL spelling (true/false, 1/0, yes/no, on/off)."""
-    if type(value) is bool:
-        return value
-    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
-        return True
-    if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
-        return False
-    raise InvalidArgumentError("option 'create' must be a bool (URL: true or false)")
 
 
 def _missing_plugin_message(reg: Registry, kind: ProviderKind, scheme: str) -> str:
