@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["HealthStatus", "redact_url"]
+__all__ = ["SECRET_OPTION_NAMES", "HealthStatus", "redact_url"]
 
 Status = Literal["healthy", "degraded", "unhealthy"]
 
@@ -36,9 +36,11 @@ class HealthStatus:
         }
 
 
+SECRET_OPTION_NAMES = r"password|passwd|pwd|token|secret|api_?key"
+"""The option names whose values are secrets (a regex alternation, matched without case)."""
 # A secret option's value runs to the end of the URL: an unencoded '&' inside a token would
 # otherwise start what looks like another option, and show the rest of the token.
-_SECRET_QUERY = re.compile(r"(?is)(?:password|passwd|pwd|token|secret|api_key|apikey)=(.*)")
+_SECRET_QUERY = re.compile(rf"(?is)(?:{SECRET_OPTION_NAMES})=(.*)")
 
 
 def redact_url(url: str) -> str:

@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl
 
+from ._health import SECRET_OPTION_NAMES
 from ._options import ProviderOptions
 from ._registry import EXTRA_FOR_SCHEME, ProviderKind, Registry, registry
 from ._store import Store
@@ -66,7 +67,7 @@ def split_url(url: str) -> tuple[str, str, dict[str, str]]:
 
 
 # The option names whose values redact_url hides.
-_SECRET_OPTION = re.compile(r"(?i)password|passwd|pwd|token|secret|api_?key")
+_SECRET_OPTION = re.compile(rf"(?i){SECRET_OPTION_NAMES}")
 
 
 def create_provider(
