@@ -21,6 +21,9 @@ Use it from a backend's tests::
         def middleware(self, request):
             return request.param
 
+Ports, throwaway server processes and the down twin of a URL for your fixtures:
+:mod:`dmem_conformance.testkit`.
+
 Or without writing anything: ``pytest --dmem-url=foo://...`` or
 ``dmem conformance foo://...`` (:func:`dmem_conformance.runner.main`).
 
@@ -62,6 +65,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from . import testkit
     from ._bridge import LoopBridge
     from ._clauses import CAPABILITIES, CLAUSES
     from ._env import backend_missing
@@ -109,6 +113,7 @@ __all__ = [
     "clause",
     "profile_settings",
     "run_kv_state_machine",
+    "testkit",
     "url_factory",
     "vector_url_factory",
     "xfail",
@@ -116,6 +121,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name == "testkit":  # a public module: ports, throwaway servers, the down twin
+        return importlib.import_module(".testkit", __name__)
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'dmem_conformance' has no attribute {name!r}")

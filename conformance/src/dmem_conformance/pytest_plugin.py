@@ -11,20 +11,25 @@ loads only when a test uses it or ``--dmem-url`` is given). It
   suite class declares it lacks (or ``backend_missing`` outside CI), so a
   misconfigured run can never pass by skipping;
 * names the contract clause in every suite failure, and prints a
-  clause-by-clause table with ``--dmem-url``/``--dmem-table``.
+  clause-by-clause table with ``--dmem-url``/``--dmem-table``;
+* gives every test two fixtures of the test kit (``dmem_conformance.testkit``):
+  ``dmem_free_port`` (a loopback port nothing listens on) and ``dmem_closed_port`` (one
+  that refuses connections for the whole test).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 __all__ = [
+    "dmem_closed_port",
+    "dmem_free_port",
     "pytest_addoption",
     "pytest_configure",
     "pytest_runtest_makereport",
@@ -92,6 +97,24 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     env = sys.modules.get("dmem_conformance._env")  # imported only if a URL run set it
     if env is not None:
         env.DownURL.url = None
+
+
+@pytest.fixture
+def dmem_free_port() -> int:
+    """A free TCP port on 127.0.0.1 (``dmem_conformance.testkit.free_port``)."""
+    from .testkit import free_port
+
+    return free_port()
+
+
+@pytest.fixture
+def dmem_closed_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that refuses connections for the whole test
+    (``dmem_conformance.testkit.closed_port``)."""
+    from .testkit import closed_port
+
+    with closed_port() as port:
+        yield port
 
 
 def _clause(item: pytest.Item) -> str | None:

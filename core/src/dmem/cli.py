@@ -36,6 +36,7 @@ from ._cli_common import (
     refuse_memory_write,
     run,
 )
+from ._cli_plugin_new import plugin
 from ._cli_transfer import copy, export, import_command
 from ._health import HealthStatus, redact_url
 from ._open import split_url
@@ -489,3 +490,4 @@ def bench(url: str, namespace: str | None, ops: int, size: int) -> None:
 main.add_command(copy)
 main.add_command(export)
 main.add_command(import_command)
+main.add_command(plugin)  # dmem plugin new NAME
