@@ -23,6 +23,7 @@ class TestMemoryConformance(dmem_conformance.KVSuite):
     lacks: ClassVar[dict[str, str]] = {
         "unreachable": "the memory backend is in-process: it cannot be down"
     }
+    requires_members: ClassVar[frozenset[str]] = frozenset({"footprint", "max_value_bytes"})
 
     @pytest.fixture(params=list(CHAINS.values()), ids=list(CHAINS))
     def middleware(self, request: pytest.FixtureRequest) -> Sequence[Any]:
@@ -33,4 +34,5 @@ class TestMemoryConformance(dmem_conformance.KVSuite):
     def store_factory(self) -> dmem_conformance.StoreFactory:
         # memory://NAME: every store of this process opened on NAME shares one backend,
         # so second connections and other namespaces see the same data, as on a server.
-        return dmem_conformance.url_factory("memory://dmem-conformance")
+        # A value limit (5 MiB) the suite can cross, for the batch.refused clause.
+        return dmem_conformance.url_factory("memory://dmem-conformance?max_value_bytes=5242880")

@@ -37,6 +37,10 @@ EXPECTED: dict[str, set[str]] = {
     "scan-loads-everything": {"scan.memory"},
     "keys-case-insensitive": {"keys.exact"},
     "ttl-int32": {"errors.any-argument"},
+    "batch-writes-partway": {"batch.refused"},
+    "tag-index-never-purged": {"storage.bounded"},
+    "healthy-while-down": {"errors.unavailable"},
+    "raw-error-when-down": {"errors.unavailable"},
 }
 
 

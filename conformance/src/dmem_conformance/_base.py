@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import dmem
 import pytest
@@ -19,7 +19,7 @@ from hypothesis import settings
 from ._bridge import LoopBridge
 from ._clauses import CAPABILITIES
 from ._factory import StoreFactory
-from ._marks import clause_of, override_problems
+from ._marks import OPTIONAL_SKIP_PREFIX, clause_of, override_problems
 from ._profiles import profile_settings, selected_profile
 
 __all__ = ["StorePool", "SuiteBase"]
@@ -107,6 +107,18 @@ class SuiteBase:
 
     lacks: ClassVar[Mapping[str, str]] = {}
     """Capabilities this backend lacks, ``{name: why}``; only their tests may skip."""
+
+    requires_members: ClassVar[frozenset[str]] = frozenset()
+    """Optional provider members (``footprint``, ``max_value_bytes``) this backend must
+    have: their clauses fail, instead of reporting "not run", when the provider lacks one.
+    The project's own backends list them all."""
+
+    def lacks_optional(self, member: str, why: str) -> NoReturn:
+        """End a clause that needs optional provider member ``member``: not run, or failed
+        when the suite class lists the member in ``requires_members``."""
+        if member in type(self).requires_members:
+            pytest.fail(f"the provider must have {member} (requires_members): {why}")
+        pytest.skip(f"{OPTIONAL_SKIP_PREFIX} {member}: {why}")
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -6,7 +6,12 @@ report results clause by clause, so a failure says which promise is broken.
 
 from __future__ import annotations
 
-__all__ = ["CAPABILITIES", "CLAUSES"]
+__all__ = ["CAPABILITIES", "CLAUSES", "OPTIONAL_SKIP_PREFIX"]
+
+OPTIONAL_SKIP_PREFIX = "dmem: not run, the provider lacks"
+"""A clause that checks an optional provider member (docs/plugin-authors.md) skips with
+this prefix when the provider does not have it (``SuiteBase.lacks_optional``): reported
+as not run, never as passed."""
 
 CLAUSES: dict[str, str] = {
     "keys.exact": "Keys: case-sensitive and byte-exact, any character but NUL (incl. *?[]\\:)",
@@ -27,6 +32,10 @@ CLAUSES: dict[str, str] = {
     "batch.get-many": "get_many: the live keys only, duplicates allowed",
     "batch.set-many": "set_many: returns keys written; replaces value, tags, expiry",
     "batch.delete-many": "delete_many: distinct live keys removed",
+    "batch.refused": (
+        "A value over the provider's max_value_bytes -> InvalidValueError; "
+        "with atomic_batches a batch holding one writes nothing"
+    ),
     "nx.semantics": "if_not_exists: writes only if not live; False changes nothing",
     "nx.ttl": "if_not_exists with ttl: both apply atomically",
     "nx.concurrent-tasks": "if_not_exists: exactly one winner among concurrent tasks",
@@ -58,6 +67,10 @@ CLAUSES: dict[str, str] = {
     ),
     "scan.memory": "scan: streams in constant memory",
     "scan.early-exit": "scan: leaving the iteration early leaves the store usable",
+    "storage.bounded": (
+        "Storage: after churn of tagged keys with short ttls, footprint() returns to "
+        "its baseline once purged"
+    ),
     "clear.namespace": "clear(): removes this namespace's live keys and returns how many",
     "concurrency.tasks": "Lifecycle: a store is safe for many concurrent tasks on one loop",
     "health.report": "health(): a HealthStatus, never raises",

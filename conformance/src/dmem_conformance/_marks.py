@@ -22,10 +22,11 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis.strategies import SearchStrategy
 
 from ._bridge import LoopBridge
-from ._clauses import CAPABILITIES, CLAUSES
+from ._clauses import CAPABILITIES, CLAUSES, OPTIONAL_SKIP_PREFIX
 
 __all__ = [
     "CAPABILITY_SKIP_PREFIX",
+    "OPTIONAL_SKIP_PREFIX",
     "SuiteTest",
     "check_capabilities",
     "clause",

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._clauses import CLAUSES
+from ._clauses import CLAUSES, OPTIONAL_SKIP_PREFIX
 
 __all__ = ["ClauseResults", "clause_of_report"]
 
@@ -70,6 +70,17 @@ class ClauseResults:
     @property
     def failed(self) -> list[str]:
         return sorted(n for n, c in self.clauses.items() if c.status == "FAILED")
+
+    def optional_not_run(self) -> list[tuple[str, str]]:
+        """``(clause, why)`` for clauses skipped because the provider lacks an optional member."""
+        found = []
+        for name, entry in self.clauses.items():
+            if entry.status != "skipped":
+                continue
+            for note in sorted(entry.notes):
+                if note.startswith(OPTIONAL_SKIP_PREFIX):
+                    found.append((name, note.removeprefix(OPTIONAL_SKIP_PREFIX).strip()))
+        return found
 
     def not_run(self) -> list[str]:
         """Contract clauses that no test reported on (a filtered run)."""

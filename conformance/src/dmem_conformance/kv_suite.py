@@ -25,6 +25,7 @@ from ._kv_arguments import ArgumentTests
 from ._kv_expiry import ExpiryTests
 from ._kv_lifecycle import LifecycleTests
 from ._kv_listing import ListingTests
+from ._kv_storage import StorageTests
 from ._kv_values import ValueTests
 from ._marks import clause
 from ._profiles import profile_settings
@@ -33,7 +34,9 @@ from .stateful import run_kv_state_machine
 __all__ = ["KVSuite"]
 
 
-class KVSuite(ValueTests, ArgumentTests, ExpiryTests, ListingTests, LifecycleTests):
+class KVSuite(
+    ValueTests, ArgumentTests, ExpiryTests, ListingTests, StorageTests, LifecycleTests
+):
     """Every clause of the key-value contract, plus the state machine and the guard."""
 
     _dmem_suite_class: ClassVar[bool] = True

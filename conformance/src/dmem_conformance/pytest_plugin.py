@@ -126,8 +126,9 @@ def _clause(item: pytest.Item) -> str | None:
 
 
 def _allowed_skip(item: pytest.Item, call: pytest.CallInfo[None]) -> bool:
-    """A declared capability gap, or ``backend_missing`` outside CI."""
-    from ._marks import CAPABILITY_SKIP_PREFIX
+    """A declared capability gap, a missing optional provider member, or ``backend_missing``
+    outside CI."""
+    from ._marks import CAPABILITY_SKIP_PREFIX, OPTIONAL_SKIP_PREFIX
 
     requires = item.get_closest_marker("dmem_requires")
     lacks = getattr(getattr(item, "cls", None), "lacks", None) or {}
@@ -136,6 +137,8 @@ def _allowed_skip(item: pytest.Item, call: pytest.CallInfo[None]) -> bool:
     declared = requires is not None and any(cap in lacks for cap in requires.args)
     if declared and message.startswith(CAPABILITY_SKIP_PREFIX):
         return True
+    if message.startswith(OPTIONAL_SKIP_PREFIX):
+        return True  # an optional provider member is missing: reported as not run
     if excinfo is not None:
         from ._env import backend_missing, backends_required
 

@@ -14,7 +14,7 @@ import os
 import re
 import struct
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import dmem
 import dmem_conformance
@@ -32,6 +32,20 @@ def _glob_escape(text: str) -> str:
 
 class Correct(Wrapper):
     """The control: forwards everything, so the suite must pass."""
+
+    # The optional provider members the storage clauses read (dmem.provider).
+    @property
+    def max_value_bytes(self) -> int | None:
+        limit: int | None = getattr(self.inner, "max_value_bytes", None)
+        return limit
+
+    @property
+    def atomic_batches(self) -> bool:
+        return getattr(self.inner, "atomic_batches", False) is True
+
+    async def footprint(self) -> int:
+        count: int = await self.inner.footprint()  # type: ignore[attr-defined]
+        return count
 
 
 class EmptyStringMissing(Correct):
@@ -522,6 +536,153 @@ class TtlInt32(Correct):
         return await self.inner.expire(key, ttl_ms)
 
 
+class BatchWritesPartway(Correct):
+    """Says atomic_batches, but set_many writes key by key: a refused value stops it
+    partway, with the keys before it written."""
+
+    async def set_many(
+        self,
+        items: Sequence[tuple[str, bytes]],
+        *,
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> int:
+        written = 0
+        for key, value in items:
+            written += await self.inner.set(
+                key, value, ttl_ms=ttl_ms, if_not_exists=if_not_exists, tags=tags
+            )
+        return written
+
+
+class TagIndexNeverPurged(Correct):
+    """Keeps its own tag index: cleaned on delete (so find_by_tag is right), never on
+    expiry, so it grows with every tagged key that expires."""
+
+    index: ClassVar[dict[tuple[str, str], dict[str, dict[str, str]]]] = {}
+
+    def _mine(self) -> dict[str, dict[str, str]]:
+        return self.index.setdefault(("never-purged", self.namespace), {})
+
+    async def set(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> bool:
+        written = await self.inner.set(
+            key, value, ttl_ms=ttl_ms, if_not_exists=if_not_exists, tags=tags
+        )
+        if written and tags:
+            self._mine()[key] = dict(tags)
+        return written
+
+    async def set_many(
+        self,
+        items: Sequence[tuple[str, bytes]],
+        *,
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> int:
+        written = await self.inner.set_many(
+            items, ttl_ms=ttl_ms, if_not_exists=if_not_exists, tags=tags
+        )
+        if tags:
+            live = await self.inner.get_many([key for key, _ in items])
+            self._mine().update({key: dict(tags) for key in live})
+        return written
+
+    async def delete(self, key: str) -> bool:
+        self._mine().pop(key, None)
+        return await self.inner.delete(key)
+
+    async def delete_many(self, keys: Sequence[str]) -> int:
+        for key in keys:
+            self._mine().pop(key, None)
+        return await self.inner.delete_many(keys)
+
+    async def clear(self) -> int:
+        self._mine().clear()
+        return await self.inner.clear()
+
+    async def footprint(self) -> int:
+        return await super().footprint() + sum(len(tags) for tags in self._mine().values())
+
+
+class _Down(dmem.BaseKVProvider):
+    """A backend that is down: every call fails as a provider's must, within its timeout."""
+
+    name = "down"
+
+    def _refuse(self) -> NoReturn:
+        raise dmem.ProviderUnavailableError("selftest backend is down (127.0.0.1:1)")
+
+    async def get_entry(self, key: str) -> dmem.Entry | None:
+        self._refuse()
+
+    async def set(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> bool:
+        self._refuse()
+
+    async def delete(self, key: str) -> bool:
+        self._refuse()
+
+    async def scan(self, pattern: Pattern) -> AsyncIterator[tuple[str, bytes]]:  # type: ignore[override]
+        self._refuse()
+        yield "", b""  # pragma: no cover - makes this an async generator
+
+    async def find_by_tag(self, name: str, value: str) -> list[str]:
+        self._refuse()
+
+    async def get_tags(self, key: str) -> dict[str, str]:
+        self._refuse()
+
+    async def expire(self, key: str, ttl_ms: int) -> bool:
+        self._refuse()
+
+    async def persist(self, key: str) -> bool:
+        self._refuse()
+
+
+class HealthyWhileDown(Correct):
+    """health() says healthy without asking the backend (a cached or constant report)."""
+
+    async def health(self) -> dmem.HealthStatus:
+        return dmem.HealthStatus("healthy", "selftest", "ok", latency_ms=0.0)
+
+
+class RawErrorWhenDown(Correct):
+    """Lets the socket's own error out when the backend is down, not ProviderUnavailableError."""
+
+    async def set(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> bool:
+        try:
+            return await self.inner.set(
+                key, value, ttl_ms=ttl_ms, if_not_exists=if_not_exists, tags=tags
+            )
+        except dmem.ProviderUnavailableError:
+            raise ConnectionRefusedError(111, "Connection refused") from None
+
+
 BUGS: dict[str, type[Correct]] = {
     "correct": Correct,
     "empty-string-missing": EmptyStringMissing,
@@ -546,7 +707,13 @@ BUGS: dict[str, type[Correct]] = {
     "scan-loads-everything": ScanLoadsEverything,
     "keys-case-insensitive": KeysCaseInsensitive,
     "ttl-int32": TtlInt32,
+    "batch-writes-partway": BatchWritesPartway,
+    "tag-index-never-purged": TagIndexNeverPurged,
+    "healthy-while-down": HealthyWhileDown,
+    "raw-error-when-down": RawErrorWhenDown,
 }
+
+VALUE_LIMIT = 5 * 1024 * 1024  # a max_value_bytes the batch.refused clause can cross
 
 
 def make_provider(kind: str, namespace: str) -> KVProvider:
@@ -554,19 +721,36 @@ def make_provider(kind: str, namespace: str) -> KVProvider:
     shared = f"selftest-{kind}"
     if issubclass(bug, _RawKeyspace):
         # One keyspace for every namespace; the wrapper does the namespacing (badly).
-        return bug(MemoryProvider(namespace="", shared_name=shared), namespace)
-    return bug(MemoryProvider(namespace=namespace, shared_name=shared))
+        inner = MemoryProvider(namespace="", shared_name=shared, max_value_bytes=VALUE_LIMIT)
+        return bug(inner, namespace)
+    return bug(MemoryProvider(namespace=namespace, shared_name=shared, max_value_bytes=VALUE_LIMIT))
+
+
+def make_down_provider(kind: str, namespace: str) -> KVProvider:
+    """The same bug in front of a backend that is down."""
+    bug = BUGS[kind]
+    down = _Down()
+    down.namespace = namespace
+    return bug(down, namespace) if issubclass(bug, _RawKeyspace) else bug(down)
 
 
 class TestBrokenBackend(dmem_conformance.KVSuite):
-    lacks: ClassVar[dict[str, str]] = {"unreachable": "in-process test subject"}
+    requires_members: ClassVar[frozenset[str]] = frozenset({"footprint", "max_value_bytes"})
 
     @pytest.fixture
     def store_factory(self) -> dmem_conformance.StoreFactory:
+        return self._factory(make_provider)
+
+    @pytest.fixture
+    def unreachable_store_factory(self) -> dmem_conformance.StoreFactory:
+        return self._factory(make_down_provider)
+
+    @staticmethod
+    def _factory(make: Any) -> dmem_conformance.StoreFactory:
         kind = os.environ.get(ENV, "correct")
 
         async def factory(namespace: str, *, middleware: Sequence[Any] = ()) -> dmem.Store:
-            store = dmem.Store(make_provider(kind, namespace), middleware=middleware)
+            store = dmem.Store(make(kind, namespace), middleware=middleware)
             await store.initialize()
             return store
 

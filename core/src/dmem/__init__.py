@@ -33,7 +33,7 @@ from .errors import (
 )
 from .hookspecs import hookimpl
 from .middleware import Cache, Compression, Wrapper
-from .provider import BaseKVProvider, Entry, KVProvider
+from .provider import MIN_VALUE_LIMIT, BaseKVProvider, Entry, KVProvider, refuse_large_values
 from .vector import (
     Embedder,
     HashEmbedder,
@@ -68,6 +68,7 @@ __all__ = [
     "InvalidValueError",
     "KVProvider",
     "KeyNotFoundError",
+    "MIN_VALUE_LIMIT",
     "MemorySystem",
     "MiddlewareSpec",
     "NotInitializedError",
@@ -89,6 +90,7 @@ __all__ = [
     "hookimpl",
     "open",
     "redact_url",
+    "refuse_large_values",
     "registry",
 ]
 

@@ -16,6 +16,7 @@ import re
 from typing import Any
 
 from .errors import InvalidArgumentError
+from .provider import MIN_VALUE_LIMIT
 
 __all__ = ["ProviderOptions", "unknown_options_message"]
 
@@ -111,6 +112,16 @@ class ProviderOptions:
                 f"{self._provider} option {name!r} must not contain lone surrogates"
             ) from None
         return value
+
+    def max_value_bytes(self, name: builtins.str = "max_value_bytes") -> builtins.int | None:
+        """The largest encoded value the store may accept, or None (the backend's own).
+
+        At least 4 MiB: the contract promises values up to that size on every backend.
+        """
+        if self._options.get(name) is None:
+            self._options.pop(name, None)
+            return None
+        return self.int(name, 0, minimum=MIN_VALUE_LIMIT)
 
     def raw(self, name: builtins.str, default: Any = None) -> Any:
         return self._options.pop(name, default)

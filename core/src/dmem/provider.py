@@ -16,6 +16,21 @@ backend cannot be reached (within its timeout), :class:`~dmem.errors.KeyNotFound
 from ``ttl``/``get_tags`` for a key that is not live, and lets other backend
 exceptions propagate: the store chains them into a ``ProviderError``.
 
+Optional members a provider may have (read with ``getattr``; the conformance suite
+checks each one a provider has, and reports its clause as not run where one is missing):
+
+* ``atomic_batches: bool``: ``set_many``/``delete_many`` are all-or-nothing, also when
+  the backend refuses an item partway (say so only if true).
+* ``max_value_bytes: int | None``: the largest encoded value the provider accepts (at
+  least :data:`MIN_VALUE_LIMIT`); a larger one raises
+  :class:`~dmem.errors.InvalidValueError`, and with ``atomic_batches`` a batch holding
+  one writes nothing. :func:`refuse_large_values` is the check, for providers that make
+  it before any I/O.
+* ``async footprint() -> int``: how many records the backend holds for this namespace,
+  live or expired-but-not-purged, bookkeeping (tag indexes, expiry queues) included;
+  the suite checks it returns to its baseline after churn, so storage cannot grow
+  without bound.
+
 Third-party authors: subclass :class:`BaseKVProvider` and implement the
 abstract methods; the batch and listing calls then have working (not
 necessarily atomic or fast) defaults you can override. Then run the
@@ -26,14 +41,32 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from ._health import HealthStatus
 from ._pattern import Pattern
-from .errors import KeyNotFoundError
+from .errors import InvalidValueError, KeyNotFoundError
 
-__all__ = ["BaseKVProvider", "Entry", "KVProvider"]
+__all__ = ["MIN_VALUE_LIMIT", "BaseKVProvider", "Entry", "KVProvider", "refuse_large_values"]
+
+MIN_VALUE_LIMIT = 4 * 1024 * 1024
+"""The smallest ``max_value_bytes`` a provider may declare: the contract's 4 MiB."""
+
+
+def refuse_large_values(values: Iterable[bytes], limit: int | None) -> None:
+    """:class:`~dmem.errors.InvalidValueError` if any value is longer than ``limit`` bytes.
+
+    Call it before writing anything, so a batch holding one too-large value writes none.
+    """
+    if limit is None:
+        return
+    for value in values:
+        if len(value) > limit:
+            raise InvalidValueError(
+                f"encoded value of {len(value):,} bytes is over this backend's limit of "
+                f"{limit:,} bytes (max_value_bytes)"
+            )
 
 Entry = tuple[bytes, "int | None"]
 """A live value and its remaining time to live in ms (None: no expiry)."""
@@ -134,6 +167,10 @@ class BaseKVProvider(abc.ABC):
 
     namespace: str = ""
     name: str = "provider"
+    atomic_batches: bool = False
+    """The default batch calls loop over single calls: not atomic (override both)."""
+    max_value_bytes: int | None = None
+    """None: no limit this provider knows of (see the module docstring)."""
 
     # --- lifecycle -----------------------------------------------------------------------
     async def initialize(self) -> None:  # noqa: B027 - optional hook

@@ -7,7 +7,12 @@ namespaces matter there exactly as they do on a server.
 Every operation runs without an ``await`` between its read and its write, so
 each call (batches included) is atomic with respect to other tasks.
 Expired keys are invisible at once and purged on the next write after their
-expiry (a heap of deadlines makes that cheap).
+expiry (a heap of deadlines makes that cheap; it is rebuilt when rewrites have left it
+holding more stale deadlines than live keys, so it cannot grow without bound either).
+
+Options: ``namespace``, and ``max_value_bytes`` (at least 4 MiB; larger encoded values
+raise InvalidValueError, a batch holding one writes nothing), for trying out how code
+behaves against a backend with a value limit.
 """
 
 from __future__ import annotations
@@ -19,10 +24,10 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from .._health import HealthStatus
-from .._options import unknown_options_message
+from .._options import ProviderOptions
 from .._pattern import Pattern
-from ..errors import InvalidArgumentError, KeyNotFoundError
-from ..provider import Entry
+from ..errors import KeyNotFoundError
+from ..provider import Entry, refuse_large_values
 
 __all__ = ["MemoryProvider", "create_memory_provider"]
 
@@ -69,9 +74,17 @@ class MemoryProvider:
     """A dict-backed provider implementing the whole contract."""
 
     name = "memory"
+    atomic_batches = True  # no await inside a call: nothing else runs between its steps
 
-    def __init__(self, *, namespace: str = "", shared_name: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        namespace: str = "",
+        shared_name: str | None = None,
+        max_value_bytes: int | None = None,
+    ) -> None:
         self.namespace = namespace
+        self.max_value_bytes = max_value_bytes
         backend = _SHARED.setdefault(shared_name, _Backend()) if shared_name else _Backend()
         self._space = backend.space(namespace)
         self._items = self._space.items
@@ -110,6 +123,24 @@ class MemoryProvider:
             item = self._items.get(key)
             if item is not None and item.expires_at == deadline:
                 self._remove(key, item)
+        self._compact_deadlines()
+
+    def _add_deadline(self, expires_at: float, key: str) -> None:
+        heapq.heappush(self._space.deadlines, (expires_at, key))
+        self._compact_deadlines()
+
+    def _compact_deadlines(self) -> None:
+        # A key rewritten (or persisted) before its deadline leaves that deadline behind:
+        # rebuild from the items when such stale ones outnumber the keys. Checked on every
+        # write (amortized O(1)), so the heap stays within 2x the keys plus 32.
+        deadlines = self._space.deadlines
+        if len(deadlines) > 2 * len(self._items) + 32:
+            deadlines[:] = [
+                (item.expires_at, k)
+                for k, item in self._items.items()
+                if item.expires_at is not None
+            ]
+            heapq.heapify(deadlines)
 
     def _write(self, key: str, value: bytes, ttl_ms: int | None, tags: Mapping[str, str]) -> None:
         old = self._items.get(key)
@@ -118,7 +149,7 @@ class MemoryProvider:
         expires_at = None if ttl_ms is None else _now() + ttl_ms / 1000
         self._items[key] = _Item(value, expires_at, dict(tags))
         if expires_at is not None:
-            heapq.heappush(self._space.deadlines, (expires_at, key))
+            self._add_deadline(expires_at, key)
         index = self._space.tag_index
         for pair in tags.items():
             members = index.get(pair)
@@ -181,6 +212,7 @@ class MemoryProvider:
         if_not_exists: bool,
         tags: Mapping[str, str],
     ) -> bool:
+        refuse_large_values((value,), self.max_value_bytes)
         self._purge_due(_now())
         if if_not_exists and self._live(key) is not None:
             return False
@@ -195,6 +227,8 @@ class MemoryProvider:
         if_not_exists: bool,
         tags: Mapping[str, str],
     ) -> int:
+        if self.max_value_bytes is not None:
+            refuse_large_values([value for _, value in items], self.max_value_bytes)
         self._purge_due(_now())
         written = 0
         for key, value in items:
@@ -287,7 +321,7 @@ class MemoryProvider:
         if item is None:
             return False
         item.expires_at = _now() + ttl_ms / 1000
-        heapq.heappush(self._space.deadlines, (item.expires_at, key))
+        self._add_deadline(item.expires_at, key)
         return True
 
     async def persist(self, key: str) -> bool:
@@ -303,6 +337,12 @@ class MemoryProvider:
             raise KeyNotFoundError(f"key {key!r} is not live")
         return None if found[1] is None else found[1] / 1000
 
+    async def footprint(self) -> int:
+        """Records held for this namespace: items, tag-index entries and queued deadlines."""
+        space = self._space
+        tagged = sum(len(members) for members in space.tag_index.values())
+        return len(space.items) + tagged + len(space.deadlines)
+
     async def health(self) -> HealthStatus:
         return HealthStatus(
             "healthy",
@@ -314,12 +354,11 @@ class MemoryProvider:
 
 
 def create_memory_provider(url: str, options: dict[str, Any]) -> MemoryProvider:
-    """Factory for ``memory://[NAME]``; the only option is ``namespace``."""
-    namespace = options.pop("namespace", "")
-    if not isinstance(namespace, str):
-        raise InvalidArgumentError("namespace must be a str")
-    if options:
-        raise InvalidArgumentError(unknown_options_message("memory://", options))
+    """Factory for ``memory://[NAME]``; options ``namespace`` and ``max_value_bytes``."""
+    opts = ProviderOptions(options, provider="memory://")
+    namespace = opts.str("namespace", "")
+    limit = opts.max_value_bytes()
+    opts.done()
     rest = url.split("://", 1)[1] if "://" in url else ""
     shared_name = rest.strip("/") or None
-    return MemoryProvider(namespace=namespace, shared_name=shared_name)
+    return MemoryProvider(namespace=namespace, shared_name=shared_name, max_value_bytes=limit)
