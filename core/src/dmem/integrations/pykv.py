@@ -1,0 +1,387 @@
+"""A py-key-value store over dmem: :class:`DmemStore`, for FastMCP and other py-key-value users.
+
+``pip install 'dmem[pykv]'``, then::
+
+    from dmem.integrations.pykv import DmemStore
+
+    store = DmemStore("redis://localhost:6379/0")  # any dmem URL: sqlite, postgresql, memory...
+    await store.put(key="k", value={"a": 1}, collection="users", ttl=60)
+
+Each py-key-value *collection* is a dmem *namespace* (``namespace_prefix + collection``) on the
+one backend the URL names, so what the adapter writes is an ordinary dmem store's data: the CLI
+(``dmem keys URL --namespace users``) and :meth:`DmemStore.collection_store` see it, with
+dmem's tags, expiry calls and atomic ``if_not_exists``. Values are stored as they are (a dict
+of JSON values, no envelope); expiry is dmem's own.
+
+How py-key-value's interface maps (docs/integrations/pykv.md has the whole story):
+
+- ``get`` / ``get_many``: ``Store.get`` / ``get_many`` (the value only; no ttl read).
+- ``ttl`` / ``ttl_many``: the value and the time left (``Store.get`` then ``Store.ttl``).
+- ``put`` / ``put_many``: ``Store.set`` / ``set_many``, the ttl in seconds.
+- ``delete`` / ``delete_many``: ``Store.delete`` / ``delete_many``.
+- ``keys(collection, limit=...)``: ``Store.keys()``, unordered.
+- ``destroy_collection(collection)``: ``Store.clear()`` of that namespace.
+- ``put_if_absent`` (newer py-key-value's protocol, offered here already): ``Store.set(...,
+  if_not_exists=True)``, atomic across processes.
+
+Not offered: ``collections()`` and ``destroy()`` (dmem keeps no list of namespaces, so neither
+could be honest), and py-key-value's key/collection sanitization strategies.
+
+dmem is stricter than py-key-value's own stores in a few places, and says so with
+py-key-value's errors: a key over 1024 UTF-8 bytes, empty, or holding NUL is
+:class:`~key_value.aio.errors.InvalidKeyError`; an int outside signed 64 bits, NaN or an
+infinity, a non-str dict key, or a type JSON has not is
+:class:`~key_value.aio.errors.SerializationError`; a ttl that is not finite, ``<= 0`` or over ten
+years is :class:`~key_value.aio.errors.InvalidTTLError`; a collection dmem cannot take as a
+namespace (NUL, lone surrogates) is :class:`~key_value.aio.errors.InvalidKeyError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from typing import Any, SupportsFloat
+
+from .._health import redact_url
+from .._open import open as open_store
+from .._store import Store
+from .._validation import MAX_TTL_SECONDS
+from ..errors import (
+    CorruptValueError,
+    DmemError,
+    InvalidArgumentError,
+    InvalidKeyError,
+    InvalidValueError,
+    KeyNotFoundError,
+    ProviderError,
+    ProviderUnavailableError,
+)
+
+try:
+    from key_value.aio import errors as kv_errors
+    from key_value.aio.stores.base import (
+        BaseContextManagerStore,
+        BaseDestroyCollectionStore,
+        BaseEnumerateKeysStore,
+        ManagedEntry,
+    )
+except ImportError as exc:  # pragma: no cover - the extra is installed wherever tests run
+    raise ImportError(
+        f"dmem.integrations.pykv needs py-key-value-aio ({exc}): pip install 'dmem[pykv]'"
+    ) from exc
+
+__all__ = ["DmemStore"]
+
+_MISSING = object()
+_SHORTEST_TTL = 0.001  # dmem's resolution: a ttl is whole milliseconds, rounded up
+
+
+class DmemStore(BaseEnumerateKeysStore, BaseDestroyCollectionStore, BaseContextManagerStore):
+    """A py-key-value ``AsyncKeyValue`` store whose collections are dmem namespaces.
+
+    ``url`` is any dmem URL (``None``: ``DMEM_URL``, else the embedded default, as
+    ``dmem.open()``); ``namespace_prefix`` goes before every collection's name to make its
+    namespace (so one backend can hold several applications' collections apart);
+    ``middleware`` and ``**options`` are passed to ``dmem.open`` for each collection.
+    ``default_collection`` and ``seed`` are py-key-value's own.
+
+    Use it with ``async with`` or call :meth:`close`: it closes every dmem store it opened.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        namespace_prefix: str = "",
+        middleware: Sequence[Any] = (),
+        default_collection: str | None = None,
+        seed: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
+        **options: Any,
+    ) -> None:
+        if url is not None and type(url) is not str:
+            raise InvalidArgumentError(f"url must be a str or None, not {type(url).__name__}")
+        if type(namespace_prefix) is not str:
+            raise InvalidArgumentError(
+                f"namespace_prefix must be a str, not {type(namespace_prefix).__name__}"
+            )
+        if "namespace" in options:
+            raise InvalidArgumentError(
+                "DmemStore takes no 'namespace': each collection is one (namespace_prefix + "
+                "collection name); use namespace_prefix"
+            )
+        self._url = url
+        self._namespace_prefix = namespace_prefix
+        self._middleware = tuple(middleware)
+        self._options = options
+        self._stores: dict[str, Store] = {}
+        self._opening: asyncio.Lock | None = None
+        super().__init__(default_collection=default_collection, seed=seed, stable_api=True)
+
+    def __repr__(self) -> str:
+        where = redact_url(self._url) if self._url else "dmem default URL"
+        return f"<DmemStore {where} namespace_prefix={self._namespace_prefix!r}>"
+
+    # --- the dmem stores behind the collections ---------------------------------------------
+    async def _open_namespace(self, namespace: str) -> Store:
+        """The one place a collection's dmem store is made.
+
+        Today one ``dmem.open`` per collection (each with its own connection); once
+        ``Store.with_namespace`` exists this becomes a cheap derived store over the first one.
+        """
+        return await open_store(
+            self._url, middleware=self._middleware, namespace=namespace, **self._options
+        )
+
+    async def _store(self, collection: str) -> Store:
+        """The dmem store of ``collection``, opened on first use (again after :meth:`close`)."""
+        namespace = self._namespace_prefix + collection
+        store = self._stores.get(namespace)
+        if store is not None:
+            return store
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            store = self._stores.get(namespace)
+            if store is not None:
+                return store
+            first = not self._stores
+            try:
+                store = await self._open_namespace(namespace)
+            except InvalidArgumentError as exc:
+                if first:  # the URL or an option, not the collection: seen by setup()
+                    raise
+                raise kv_errors.InvalidKeyError(
+                    f"collection {collection!r} cannot be a dmem namespace: {exc}"
+                ) from exc
+            if first:
+                await self._ensure_exit_stack_entered()
+                self._exit_stack.push_async_callback(self._close_stores)
+            self._stores[namespace] = store
+            return store
+
+    async def _close_stores(self) -> None:
+        stores = list(self._stores.values())
+        self._stores.clear()
+        failure: BaseException | None = None
+        for store in stores:
+            try:
+                await store.aclose()
+            except Exception as exc:  # noqa: BLE001 - close the others, then raise the first
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+    async def _ready(self, collection: str | None) -> Store:
+        collection = collection or self.default_collection
+        await self.setup_collection(collection=collection)
+        return await self._store(collection)
+
+    async def collection_store(self, collection: str | None = None) -> Store:
+        """The dmem :class:`~dmem.Store` behind ``collection`` (default: the default one).
+
+        It sees what this adapter writes and offers everything dmem does on it: tags and
+        ``find_by_tag``, ``expire``/``persist``, ``count``, ``scan``. It stays open until the
+        adapter closes; do not close it yourself.
+        """
+        return await self._ready(collection)
+
+    async def _setup(self) -> None:
+        # Open the default collection's store now: a bad URL, a bad option or an unreachable
+        # backend fails setup (StoreSetupError) instead of the first call on some collection.
+        await self._store(self.default_collection)
+
+    # --- reads ---------------------------------------------------------------------------------
+    async def get(self, key: str, *, collection: str | None = None) -> dict[str, Any] | None:
+        store = await self._ready(collection)
+        with _translated():
+            value = await store.get(key, _MISSING)
+        return None if value is _MISSING else _as_dict(value)
+
+    async def get_many(
+        self, keys: Sequence[str], *, collection: str | None = None
+    ) -> list[dict[str, Any] | None]:
+        store = await self._ready(collection)
+        with _translated():
+            found = await store.get_many(keys)
+        return [_as_dict(found[key]) if key in found else None for key in keys]
+
+    async def _get_managed_entry(self, *, collection: str, key: str) -> ManagedEntry | None:
+        store = await self._store(collection)
+        with _translated():
+            found = await _value_and_ttl(store, key)
+        if found is None:
+            return None
+        value, left = found
+        expires_at = None if left is None else _now() + timedelta(seconds=left)
+        return ManagedEntry(value=_as_dict(value), expires_at=expires_at)
+
+    async def _get_collection_keys(self, *, collection: str, limit: int | None = None) -> list[str]:
+        store = await self._store(collection)
+        with _translated():
+            keys = await store.keys()
+        return keys if limit is None else keys[: max(limit, 0)]
+
+    # --- writes --------------------------------------------------------------------------------
+    async def put(
+        self,
+        key: str,
+        value: Mapping[str, Any],
+        *,
+        collection: str | None = None,
+        ttl: SupportsFloat | None = None,
+    ) -> None:
+        _check_ttl(ttl)
+        await super().put(key=key, value=value, collection=collection, ttl=ttl)
+
+    async def put_many(
+        self,
+        keys: Sequence[str],
+        values: Sequence[Mapping[str, Any]],
+        *,
+        collection: str | None = None,
+        ttl: SupportsFloat | None = None,
+    ) -> None:
+        _check_ttl(ttl)
+        await super().put_many(keys=keys, values=values, collection=collection, ttl=ttl)
+
+    async def put_if_absent(
+        self,
+        key: str,
+        value: Mapping[str, Any],
+        *,
+        collection: str | None = None,
+        ttl: SupportsFloat | None = None,
+    ) -> bool:
+        """Write only if ``key`` is not live; ``True`` if written.
+
+        Atomic on every dmem backend, across processes: of many concurrent writers of one
+        key exactly one gets ``True``, and with ``ttl`` the value and its expiry land together.
+        """
+        seconds = _check_ttl(ttl)
+        store = await self._ready(collection)
+        with _translated():
+            return await store.set(key, _as_value(value), ttl=seconds, if_not_exists=True)
+
+    async def _put_managed_entry(
+        self, *, collection: str, key: str, managed_entry: ManagedEntry
+    ) -> None:
+        store = await self._store(collection)
+        value = _as_value(managed_entry.value)
+        with _translated():
+            await store.set(key, value, ttl=_seconds_until(managed_entry.expires_at))
+
+    async def _put_managed_entries(
+        self,
+        *,
+        collection: str,
+        keys: Sequence[str],
+        managed_entries: Sequence[ManagedEntry],
+        ttl: float | None,
+        created_at: datetime,
+        expires_at: datetime | None,
+    ) -> None:
+        store = await self._store(collection)
+        values = [_as_value(entry.value) for entry in managed_entries]
+        items = list(zip(keys, values, strict=True))
+        with _translated():
+            await store.set_many(items, ttl=_seconds_until(expires_at))
+
+    async def _delete_managed_entry(self, *, key: str, collection: str) -> bool:
+        store = await self._store(collection)
+        with _translated():
+            return await store.delete(key)
+
+    async def _delete_managed_entries(self, *, keys: Sequence[str], collection: str) -> int:
+        store = await self._store(collection)
+        with _translated():
+            return await store.delete_many(keys)
+
+    async def _delete_collection(self, *, collection: str) -> bool:
+        store = await self._store(collection or self.default_collection)
+        with _translated():
+            return await store.clear() > 0
+
+
+async def _value_and_ttl(store: Store, key: str) -> tuple[Any, float | None] | None:
+    """``(value, seconds left or None)`` of a live key, or ``None``.
+
+    Two calls for now, so a write between them can pair one write's value with the next one's
+    expiry; ``Store.get_with_ttl`` (one atomic read) replaces them here when it exists.
+    """
+    value = await store.get(key, _MISSING)
+    if value is _MISSING:
+        return None
+    try:
+        left = await store.ttl(key)
+    except KeyNotFoundError:  # deleted or expired between the two calls
+        return None
+    return value, left
+
+
+def _now() -> datetime:
+    return datetime.now(tz=timezone.utc)
+
+
+def _seconds_until(expires_at: datetime | None) -> float | None:
+    """The ttl to give dmem for an entry expiring at ``expires_at`` (at least 1 ms)."""
+    if expires_at is None:
+        return None
+    return max((expires_at - _now()).total_seconds(), _SHORTEST_TTL)
+
+
+def _check_ttl(ttl: object) -> float | None:
+    """py-key-value's ttl rule plus dmem's: a finite number of seconds, > 0, <= ten years."""
+    if ttl is None:
+        return None
+    if isinstance(ttl, bool) or not isinstance(ttl, SupportsFloat):  # "60" too: no __float__
+        raise kv_errors.InvalidTTLError(ttl=ttl, extra_info={"type": type(ttl).__name__})
+    try:
+        seconds = float(ttl)
+    except (TypeError, ValueError, OverflowError):
+        raise kv_errors.InvalidTTLError(ttl=ttl, extra_info={"type": type(ttl).__name__}) from None
+    if not math.isfinite(seconds) or seconds <= 0 or seconds > MAX_TTL_SECONDS:
+        raise kv_errors.InvalidTTLError(
+            ttl=ttl, extra_info={"dmem": "a finite number of seconds > 0, at most ten years"}
+        )
+    return seconds
+
+
+def _as_value(value: object) -> dict[str, Any]:
+    """What dmem stores for a py-key-value value: the mapping as a plain dict."""
+    if not isinstance(value, Mapping):
+        raise kv_errors.SerializationError(
+            f"a py-key-value value is a mapping, not {type(value).__name__}"
+        )
+    return dict(value)
+
+
+def _as_dict(value: object) -> dict[str, Any]:
+    """A stored value as py-key-value returns it; anything but a dict was written by others."""
+    if type(value) is not dict:
+        raise kv_errors.DeserializationError(
+            f"the stored value is a {type(value).__name__}, not a dict (written by something "
+            "other than a py-key-value store?)"
+        )
+    return value
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """dmem's errors as py-key-value's, the dmem error chained as ``__cause__``."""
+    try:
+        yield
+    except InvalidKeyError as exc:
+        raise kv_errors.InvalidKeyError(str(exc)) from exc
+    except InvalidValueError as exc:
+        raise kv_errors.SerializationError(str(exc)) from exc
+    except CorruptValueError as exc:
+        raise kv_errors.DeserializationError(str(exc)) from exc
+    except ProviderUnavailableError as exc:
+        raise kv_errors.StoreConnectionError(str(exc)) from exc
+    except ProviderError as exc:
+        raise kv_errors.KeyValueStoreError(str(exc)) from exc
+    except DmemError as exc:
+        raise kv_errors.KeyValueOperationError(str(exc)) from exc
