@@ -318,3 +318,45 @@ async def test_memory_system_runs_kv_and_reports_health() -> None:
         assert await memory.kv.find_by_tag("team", "x") == ["user:1"]
         reports = await memory.health()
         assert reports["kv"].ok
+
+
+async def test_get_with_ttl_reads_value_and_time_left_together(kv: Store) -> None:
+    await kv.set("forever", {"a": 1})
+    await kv.set("soon", [1, 2], ttl=0.25)
+    await kv.set("none", None)
+    assert await kv.get_with_ttl("forever") == ({"a": 1}, None)
+    value, left = await kv.get_with_ttl("soon")  # type: ignore[misc]
+    assert value == [1, 2] and left is not None and 0 < left <= 0.25
+    assert await kv.get_with_ttl("none") == (None, None), "a stored None is live"
+    assert await kv.get_with_ttl("missing") is None
+    await asyncio.sleep(0.3)
+    assert await kv.get_with_ttl("soon") is None
+    with pytest.raises(InvalidKeyError):
+        await kv.get_with_ttl("")
+
+
+async def test_get_with_ttl_through_the_cache() -> None:
+    async with dmem.open("memory://", middleware=[dmem.Cache(ttl=60)]) as kv:
+        await kv.set("k", "v", ttl=30)
+        for _ in range(2):  # a miss, then a hit from the cache
+            value, left = await kv.get_with_ttl("k")  # type: ignore[misc]
+            assert value == "v" and left is not None and 29 < left <= 30
+    with pytest.raises(NotInitializedError):
+        await kv.get_with_ttl("k")
+
+
+@pytest.mark.parametrize("namespace", ["a\x00b", "\ud800", "x" * 1025, "é" * 513, 3, None, b"ns"])
+async def test_one_namespace_rule_for_every_provider(namespace: Any) -> None:
+    with pytest.raises(InvalidArgumentError, match="namespace"):
+        await dmem.open("memory://", namespace=namespace)
+    with pytest.raises(InvalidArgumentError, match="namespace"):
+        await dmem.open("sqlite://", namespace=namespace)
+    if isinstance(namespace, str):
+        with pytest.raises(InvalidArgumentError, match="namespace"):
+            Store(MemoryProvider(namespace=namespace))  # a provider built by hand too
+
+
+@pytest.mark.parametrize("namespace", ["", ":", "é" * 512, "x" * 1024, "*?[]\\", "\U0001f600"])
+async def test_namespaces_within_the_rule_open(namespace: str) -> None:
+    async with dmem.open("memory://", namespace=namespace) as kv:
+        assert kv.namespace == namespace

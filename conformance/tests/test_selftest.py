@@ -41,6 +41,7 @@ EXPECTED: dict[str, set[str]] = {
     "tag-index-never-purged": {"storage.bounded"},
     "healthy-while-down": {"errors.unavailable"},
     "raw-error-when-down": {"errors.unavailable"},
+    "namespace-unchecked": {"namespaces.rule"},
 }
 
 

@@ -60,6 +60,10 @@ CLAUSES: dict[str, str] = {
     "patterns.escapes": "Patterns: classes, ranges, negation and backslash escapes",
     "namespaces.isolation": "Namespaces: keys, counts, tags and clear never cross",
     "namespaces.prefix": "Namespaces: 'a' and 'ab' (and separator look-alikes) never leak",
+    "namespaces.rule": (
+        "Namespaces: any str without NUL or lone surrogates, up to 1 KiB; others -> "
+        "InvalidArgumentError at open"
+    ),
     "namespaces.bookkeeping": "Namespaces: the provider's bookkeeping never shows in listings",
     "scan.once": "scan/keys: each stable live key exactly once, no duplicates",
     "listing.pages": (

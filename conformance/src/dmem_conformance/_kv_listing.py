@@ -7,6 +7,7 @@ import unicodedata
 from typing import ClassVar
 
 import dmem
+import pytest
 from dmem import compile_pattern
 
 from ._base import StorePool, SuiteBase
@@ -207,6 +208,22 @@ class ListingTests(SuiteBase):
         assert await store.clear() == 3
         assert await other.count() == 2, "clear() crossed into another namespace"
         assert await other.get_tags("shared") == {"t": "x"}
+
+    @clause("namespaces.rule")
+    async def test_namespace_rule(self, dmem_stores: StorePool) -> None:
+        room = dmem.MAX_NAMESPACE_BYTES - len(dmem_stores.namespace.encode())
+        for bad in ("\x00", "a\x00b", "x\ud800", "\udfff", "n" * (room + 1)):
+            with pytest.raises(dmem.InvalidArgumentError):
+                await dmem_stores.open(bad)
+        # Everything else is a namespace on every backend, each its own.
+        odd = [":", "*?[]\\", "/é ü", "\U0001f600", "\t\n", "n" * room]
+        stores = [await dmem_stores.open(suffix) for suffix in odd]
+        for n, opened in enumerate(stores):
+            await opened.set("k", n, tags={"n": str(n)})
+        for n, opened in enumerate(stores):
+            assert await opened.get("k") == n, f"namespace {opened.namespace!r} lost its key"
+            assert await opened.find_by_tag("n", str(n)) == ["k"]
+            assert await opened.count() == 1
 
     @clause("namespaces.prefix", requires="shared_connections")
     async def test_namespace_prefixes_do_not_leak(self, dmem_stores: StorePool) -> None:

@@ -614,6 +614,15 @@ class TagIndexNeverPurged(Correct):
         return await super().footprint() + sum(len(tags) for tags in self._mine().values())
 
 
+class NamespaceUnchecked(Correct):
+    """Takes any namespace: drops NUL and replaces lone surrogates instead of refusing, so
+    "a\\x00b" and "ab" are one namespace (the provider reports the cleaned name)."""
+
+    @staticmethod
+    def clean(namespace: str) -> str:
+        return namespace.replace("\x00", "").encode("utf-8", "replace").decode()[:1024]
+
+
 class _Down(dmem.BaseKVProvider):
     """A backend that is down: every call fails as a provider's must, within its timeout."""
 
@@ -711,6 +720,7 @@ BUGS: dict[str, type[Correct]] = {
     "tag-index-never-purged": TagIndexNeverPurged,
     "healthy-while-down": HealthyWhileDown,
     "raw-error-when-down": RawErrorWhenDown,
+    "namespace-unchecked": NamespaceUnchecked,
 }
 
 VALUE_LIMIT = 5 * 1024 * 1024  # a max_value_bytes the batch.refused clause can cross
@@ -723,6 +733,8 @@ def make_provider(kind: str, namespace: str) -> KVProvider:
         # One keyspace for every namespace; the wrapper does the namespacing (badly).
         inner = MemoryProvider(namespace="", shared_name=shared, max_value_bytes=VALUE_LIMIT)
         return bug(inner, namespace)
+    if bug is NamespaceUnchecked:
+        namespace = NamespaceUnchecked.clean(namespace)
     return bug(MemoryProvider(namespace=namespace, shared_name=shared, max_value_bytes=VALUE_LIMIT))
 
 

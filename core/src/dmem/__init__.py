@@ -17,6 +17,7 @@ from ._pattern import Pattern, compile_pattern
 from ._registry import EmbedderSpec, MiddlewareSpec, PluginInfo, ProviderSpec, registry
 from ._store import Store
 from ._system import MemorySystem
+from ._validation import MAX_NAMESPACE_BYTES
 from .errors import (
     CorruptValueError,
     DmemError,
@@ -68,6 +69,7 @@ __all__ = [
     "InvalidValueError",
     "KVProvider",
     "KeyNotFoundError",
+    "MAX_NAMESPACE_BYTES",
     "MIN_VALUE_LIMIT",
     "MemorySystem",
     "MiddlewareSpec",

@@ -21,6 +21,7 @@ from ._health import SECRET_OPTION_NAMES
 from ._options import ProviderOptions
 from ._registry import EXTRA_FOR_SCHEME, ProviderKind, Registry, registry
 from ._store import Store
+from ._validation import check_namespace
 from .errors import InvalidArgumentError, PluginNotFoundError
 
 __all__ = ["create_provider", "default_url", "open", "resolve_middleware", "split_url"]
@@ -82,6 +83,8 @@ def create_provider(
     for name in query_options.keys() & options.keys():
         raise InvalidArgumentError(f"option {name!r} is given both in the URL and as an argument")
     merged: dict[str, Any] = {**query_options, **options}
+    if "namespace" in merged:  # one rule for every plugin, checked before any is called
+        check_namespace(merged["namespace"])
     # Read like any provider's bool option (true/false, 1/0, yes/no, on/off in a URL).
     create = ProviderOptions({"create": merged.pop("create", True)}, provider="dmem").bool(
         "create", True

@@ -15,6 +15,7 @@ import math
 import re
 from typing import Any
 
+from ._validation import check_namespace
 from .errors import InvalidArgumentError
 from .provider import MIN_VALUE_LIMIT
 
@@ -97,21 +98,13 @@ class ProviderOptions:
         return value
 
     def namespace(self, name: builtins.str = "namespace") -> builtins.str:
-        """The store's namespace (default ``""``): a str without NUL or lone surrogates.
+        """The store's namespace (default ``""``), by the rule of ``check_namespace``.
 
-        Every backend applies the same rule, so a namespace that works on one works on all
-        (it goes into SQL text columns, Redis key names, Chroma metadata).
+        ``dmem.open`` and the Store check it too; a plugin reading it here gets the same
+        rule and message.
         """
         value = self.str(name, "")
-        if "\x00" in value:
-            raise InvalidArgumentError(f"{self._provider} option {name!r} must not contain NUL")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidArgumentError(
-                f"{self._provider} option {name!r} must not contain lone surrogates"
-            ) from None
-        return value
+        return check_namespace(value, f"{self._provider} option {name!r}")
 
     def max_value_bytes(self, name: builtins.str = "max_value_bytes") -> builtins.int | None:
         """The largest encoded value the store may accept, or None (the backend's own).

@@ -19,7 +19,15 @@ from ._codec import decode, encode, encode_many
 from ._health import HealthStatus, redact_url
 from ._logging import log, slow_call_log
 from ._pattern import Pattern, compile_pattern
-from ._validation import check_key, check_tag, check_tags, iterate, short_repr, ttl_to_ms
+from ._validation import (
+    check_key,
+    check_namespace,
+    check_tag,
+    check_tags,
+    iterate,
+    short_repr,
+    ttl_to_ms,
+)
 from .errors import (
     DmemError,
     InvalidArgumentError,
@@ -59,6 +67,7 @@ class Store:
         url: str | None = None,
     ) -> None:
         _check_provider(provider)
+        check_namespace(provider.namespace, "the provider's namespace")
         if url is not None and type(url) is not str:
             raise InvalidArgumentError(f"url must be a str or None, not {type(url).__name__}")
         self._provider = provider
@@ -149,6 +158,27 @@ class Store:
         if data is None:
             return default
         return decode(data)
+
+    async def get_with_ttl(self, key: str) -> tuple[Any, float | None] | None:
+        """``(value, seconds left)`` of a live key in one atomic read, or None if not live.
+
+        Seconds left is None for a key without expiry; otherwise > 0, at ms resolution,
+        rounded up (as :meth:`ttl`). One read of the provider's entry, so the value and
+        its ttl belong together (two calls could see a rewrite in between).
+        """
+        if self._state != _OPEN:
+            raise self._not_open()
+        check_key(key)
+        try:
+            entry = await self._top.get_entry(key)
+        except DmemError:
+            raise
+        except Exception as exc:
+            raise _wrap(exc) from exc
+        if entry is None:
+            return None
+        data, left_ms = entry
+        return decode(data), None if left_ms is None else left_ms / 1000
 
     async def exists(self, key: str) -> bool:
         if self._state != _OPEN:

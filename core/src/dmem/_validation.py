@@ -14,9 +14,11 @@ from .errors import InvalidArgumentError, InvalidKeyError
 
 __all__ = [
     "MAX_KEY_BYTES",
+    "MAX_NAMESPACE_BYTES",
     "MAX_TAGS",
     "MAX_TTL_SECONDS",
     "check_key",
+    "check_namespace",
     "check_tag",
     "check_tags",
     "iterate",
@@ -25,6 +27,7 @@ __all__ = [
 ]
 
 MAX_KEY_BYTES = 1024
+MAX_NAMESPACE_BYTES = 1024
 MAX_TAGS = 64
 MAX_TTL_SECONDS = 10 * 365.25 * 24 * 3600  # ten years
 
@@ -38,6 +41,30 @@ def check_key(key: object) -> None:
     problem = _str_problem(key)
     if problem is not None:
         raise InvalidKeyError(f"invalid key {short_repr(key)}: {problem}")
+
+
+def check_namespace(namespace: object, where: str = "namespace") -> str:
+    """The namespace, or :class:`InvalidArgumentError`: the one rule every backend applies.
+
+    Any str (``""`` included) without NUL or lone surrogates, at most
+    ``MAX_NAMESPACE_BYTES`` in UTF-8: it goes into SQL text columns and index entries,
+    Redis key names and Chroma metadata, so one that works on one backend works on all.
+    """
+    if type(namespace) is not str:
+        raise InvalidArgumentError(f"{where} must be a str, not {type(namespace).__name__}")
+    if namespace.isascii() and len(namespace) <= MAX_NAMESPACE_BYTES and "\x00" not in namespace:
+        return namespace
+    if "\x00" in namespace:
+        raise InvalidArgumentError(f"{where} must not contain NUL")
+    try:
+        size = len(namespace.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidArgumentError(f"{where} must not contain lone surrogates") from None
+    if size > MAX_NAMESPACE_BYTES:
+        raise InvalidArgumentError(
+            f"{where} is {size} bytes in UTF-8, over the {MAX_NAMESPACE_BYTES} allowed"
+        )
+    return namespace
 
 
 def _str_problem(text: object) -> str | None:

@@ -68,6 +68,7 @@ def refuse_large_values(values: Iterable[bytes], limit: int | None) -> None:
                 f"{limit:,} bytes (max_value_bytes)"
             )
 
+
 Entry = tuple[bytes, "int | None"]
 """A live value and its remaining time to live in ms (None: no expiry)."""
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import dmem_conformance
 import pytest
@@ -17,6 +17,8 @@ CHAINS: dict[str, Sequence[Any]] = {
 
 
 class TestPostgresConformance(dmem_conformance.KVSuite):
+    requires_members: ClassVar[frozenset[str]] = frozenset({"footprint", "max_value_bytes"})
+
     @pytest.fixture(params=list(CHAINS.values()), ids=list(CHAINS))
     def middleware(self, request: pytest.FixtureRequest) -> Sequence[Any]:
         chain: Sequence[Any] = request.param
@@ -25,7 +27,10 @@ class TestPostgresConformance(dmem_conformance.KVSuite):
     @pytest.fixture
     def store_factory(self, postgres_url: str) -> dmem_conformance.StoreFactory:
         pytest.importorskip("asyncpg")
-        return dmem_conformance.url_factory(postgres_url, table="dmem_conformance", pool_size=4)
+        # A value limit (5 MiB) the suite can cross, for the batch.refused clause.
+        return dmem_conformance.url_factory(
+            postgres_url, table="dmem_conformance", pool_size=4, max_value_bytes=5 * 1024 * 1024
+        )
 
     @pytest.fixture
     def unreachable_store_factory(self) -> dmem_conformance.StoreFactory:

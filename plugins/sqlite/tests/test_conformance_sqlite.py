@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import dmem_conformance
 import pytest
@@ -17,6 +17,8 @@ CHAINS: dict[str, Sequence[Any]] = {
 
 
 class TestSQLiteConformance(dmem_conformance.KVSuite):
+    requires_members: ClassVar[frozenset[str]] = frozenset({"footprint", "max_value_bytes"})
+
     @pytest.fixture(params=list(CHAINS.values()), ids=list(CHAINS))
     def middleware(self, request: pytest.FixtureRequest) -> Sequence[Any]:
         chain: Sequence[Any] = request.param
@@ -25,7 +27,10 @@ class TestSQLiteConformance(dmem_conformance.KVSuite):
     @pytest.fixture
     def store_factory(self, tmp_path: Path) -> dmem_conformance.StoreFactory:
         # Every call opens a new provider (thread + connection) on the same file.
-        return dmem_conformance.url_factory(f"sqlite:///{tmp_path / 'conformance.db'}")
+        # A value limit (5 MiB) the suite can cross, for the batch.refused clause.
+        return dmem_conformance.url_factory(
+            f"sqlite:///{tmp_path / 'conformance.db'}", max_value_bytes=5 * 1024 * 1024
+        )
 
     @pytest.fixture
     def unreachable_store_factory(self, tmp_path: Path) -> dmem_conformance.StoreFactory:

@@ -51,6 +51,7 @@ class SQLiteConfig:
     busy_timeout: float
     synchronous: str
     create: bool = True  # False: a missing file is StoreNotFoundError, not created
+    max_value_bytes: int | None = None  # larger encoded values: InvalidValueError
 
     @property
     def display(self) -> str:
@@ -77,6 +78,7 @@ class PostgresConfig:
     timeout: float
     command_timeout: float
     pool_size: int
+    max_value_bytes: int | None = None  # larger encoded values: InvalidValueError
 
     def connect_kwargs(self) -> dict[str, Any]:
         """host/port/user/password/database for ``asyncpg.connect`` (None: asyncpg's default)."""
@@ -135,6 +137,7 @@ def parse_sqlite(url: str, options: dict[str, Any]) -> SQLiteConfig:
         busy_timeout=opts.float("busy_timeout", 30.0),
         synchronous=synchronous,
         create=opts.bool("create", True),
+        max_value_bytes=opts.max_value_bytes(),
     )
     opts.done()
     return config
@@ -291,6 +294,7 @@ def _parse_postgres(scheme: str, rest: str, options: dict[str, Any]) -> Postgres
         # statements that run long on purpose (very large batches).
         command_timeout=opts.float("command_timeout", timeout),
         pool_size=opts.int("pool_size", 10, minimum=1),
+        max_value_bytes=opts.max_value_bytes(),
     )
     opts.done()
     return config

@@ -235,6 +235,19 @@ class PostgresStatements:
             for upper in (False, True)
         }
 
+        # (ns): the rows this namespace holds, expired ones not purged yet and tag rows
+        # included: the provider's footprint()
+        self.footprint = c(
+            select(
+                select(func.count()).select_from(t.kv).where(kv.namespace == ns).scalar_subquery()
+                + select(func.count())
+                .select_from(t.tags)
+                .where(tags.namespace == ns)
+                .scalar_subquery()
+            ),
+            ("ns",),
+        )
+
         # --- purge of expired rows (every namespace) ---
         victims = (
             select(kv.namespace, kv.key)

@@ -25,7 +25,7 @@ from dmem import (
     ProviderError,
     ProviderUnavailableError,
 )
-from dmem.provider import Entry
+from dmem.provider import Entry, refuse_large_values
 
 from ._common import (
     PURGE_BATCH,
@@ -75,9 +75,11 @@ class PostgresProvider:
     """A key-value provider on PostgreSQL (asyncpg pool)."""
 
     name = "postgresql"
+    atomic_batches = True  # every batch is one statement: one transaction
 
     def __init__(self, config: PostgresConfig) -> None:
         self.namespace = config.namespace
+        self.max_value_bytes = config.max_value_bytes
         self._config = config
         self._sql = _statements(config.table)
         # (ns, key, value, exp, tags): the plain single-row write, which set() calls directly.
@@ -312,6 +314,9 @@ class PostgresProvider:
         if_not_exists: bool,
         tags: Mapping[str, str],
     ) -> bool:
+        limit = self.max_value_bytes
+        if limit is not None and len(value) > limit:
+            refuse_large_values((value,), limit)
         if if_not_exists or tags:
             return await self._write((key, value), ttl_ms, if_not_exists, tags) > 0
         # The common call, spelled out: the same statement and parameters as _write's
@@ -330,6 +335,8 @@ class PostgresProvider:
         if_not_exists: bool,
         tags: Mapping[str, str],
     ) -> int:
+        if self.max_value_bytes is not None:
+            refuse_large_values([value for _, value in items], self.max_value_bytes)
         # Sorted, so concurrent batches lock rows in one order and cannot deadlock.
         ordered = sorted(items)
         keys = [key for key, _ in ordered]
@@ -346,6 +353,10 @@ class PostgresProvider:
 
     async def clear(self) -> int:
         return int(await self._fetchval(self._sql.clear.sql, self.namespace, now_ms()))
+
+    async def footprint(self) -> int:
+        """Rows this namespace holds (expired ones not purged yet, tag rows included)."""
+        return int(await self._fetchval(self._sql.footprint.sql, self.namespace))
 
     async def expire(self, key: str, ttl_ms: int) -> bool:
         now = now_ms()

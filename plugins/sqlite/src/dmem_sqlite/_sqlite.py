@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from dmem import HealthStatus, KeyNotFoundError, Pattern, ProviderError, StoreNotFoundError
-from dmem.provider import Entry
+from dmem.provider import Entry, refuse_large_values
 
 from ._common import (
     PURGE_BATCH,
@@ -62,9 +62,11 @@ class SQLiteProvider:
     """A key-value provider on SQLite; one worker thread and connection per store."""
 
     name = "sqlite"
+    atomic_batches = True  # every call is one transaction on the worker's connection
 
     def __init__(self, config: SQLiteConfig) -> None:
         self.namespace = config.namespace
+        self.max_value_bytes = config.max_value_bytes
         self._config = config
         self._sql = _statements(config.table)
         self._worker: Worker | None = None
@@ -397,6 +399,9 @@ class SQLiteProvider:
         if_not_exists: bool,
         tags: Mapping[str, str],
     ) -> bool:
+        limit = self.max_value_bytes
+        if limit is not None and len(value) > limit:
+            refuse_large_values((value,), limit)
         return await self._w().call(self._set, key, value, ttl_ms, if_not_exists, tags, write=True)
 
     async def set_many(
@@ -407,6 +412,8 @@ class SQLiteProvider:
         if_not_exists: bool,
         tags: Mapping[str, str],
     ) -> int:
+        if self.max_value_bytes is not None:
+            refuse_large_values([value for _, value in items], self.max_value_bytes)
         return await self._w().call(self._set_many, items, ttl_ms, if_not_exists, tags, write=True)
 
     async def delete(self, key: str) -> bool:
@@ -432,6 +439,14 @@ class SQLiteProvider:
 
     async def clear(self) -> int:
         return await self._w().call(self._clear, write=True)
+
+    async def footprint(self) -> int:
+        """Rows this namespace holds (expired ones not purged yet, tag rows included)."""
+        return await self._w().call(self._footprint)
+
+    def _footprint(self, conn: sqlite3.Connection) -> int:
+        ns = self.namespace
+        return int(conn.execute(self._sql.footprint.sql, (ns, ns)).fetchone()[0])
 
     async def find_by_tag(self, name: str, value: str) -> list[str]:
         return await self._w().call(self._find_by_tag, name, value)

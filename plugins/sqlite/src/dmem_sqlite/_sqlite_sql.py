@@ -154,6 +154,19 @@ class SQLiteStatements:
         self.clear_tags = c(delete(t.tags).where(tags.namespace == ns), ("ns",))
         self.clear_kv = c(delete(t.kv).where(kv.namespace == ns), ("ns",))
 
+        # (ns): the rows this namespace holds, expired ones not purged yet and tag rows
+        # included: the provider's footprint()
+        self.footprint = c(
+            select(
+                select(func.count()).select_from(t.kv).where(kv.namespace == ns).scalar_subquery()
+                + select(func.count())
+                .select_from(t.tags)
+                .where(tags.namespace == ns)
+                .scalar_subquery()
+            ),
+            ("ns", "ns"),
+        )
+
         # --- purge of expired rows (all namespaces of the table) ---
         self.purge_select = c(select(kv.namespace, kv.key).where(kv.expires_at <= now).limit(limit))
         self.purge_kv = c(delete(t.kv).where(this, kv.expires_at <= now), ("ns", "key", "now"))

@@ -6,7 +6,9 @@ The hook does no I/O and imports no driver: the factories parse the URL and opti
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from dmem import PluginNotFoundError, ProviderSpec, hookimpl
@@ -16,6 +18,7 @@ __all__ = [
     "create_sqlite_provider",
     "dmem_register_providers",
     "unreachable_postgres",
+    "unreachable_sqlite",
 ]
 
 
@@ -52,6 +55,19 @@ def unreachable_postgres(url: str) -> str | None:
     return f"{scheme}://dmem@127.0.0.1:1/dmem" + (f"?{query}" if query else "")
 
 
+def unreachable_sqlite(url: str) -> str | None:
+    """A SQLite URL with the same options whose file cannot be opened: its parent "directory"
+    is the null device, so opening fails at once (the file backend's analogue of a server
+    that is down). For the conformance suite's down-backend clauses."""
+    from urllib.parse import parse_qsl, urlencode
+
+    query = url.partition("?")[2]
+    # create=false would turn "cannot open" into "does not exist": not what is tested.
+    kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "create"]
+    path = Path(os.devnull) / "dmem-unreachable.db"
+    return f"sqlite:///{path.as_posix()}" + (f"?{urlencode(kept)}" if kept else "")
+
+
 @hookimpl
 def dmem_register_providers(register: Callable[[ProviderSpec], None]) -> None:
     register(
@@ -60,6 +76,7 @@ def dmem_register_providers(register: Callable[[ProviderSpec], None]) -> None:
             schemes=("sqlite",),
             kind="kv",
             factory=create_sqlite_provider,
+            unreachable_url=unreachable_sqlite,
             description="SQLite file (WAL, durable commits), the embedded default",
             creates_storage=True,
         )
