@@ -260,3 +260,16 @@ def _tree(directory: Path) -> dict[str, str]:
         for path in directory.rglob("*")
         if path.is_file()
     }
+
+
+def test_the_guide_explains_every_clause() -> None:
+    """docs/plugin-authors.md section 9 has a row for every clause of the suite, no more."""
+    from dmem_conformance import CLAUSES
+
+    text = (ROOT / "docs" / "plugin-authors.md").read_text(encoding="utf-8")
+    section = text.split("## 9. What each clause means", 1)[1]
+    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    named = {name for row in rows for name in re.findall(r"`([a-z-]+\.[a-z-]+)`", row)}
+    assert named == set(CLAUSES), (
+        f"missing: {sorted(set(CLAUSES) - named)}, unknown: {sorted(named - set(CLAUSES))}"
+    )
