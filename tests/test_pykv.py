@@ -536,6 +536,39 @@ async def test_fastmcp_shaped_stack(store: DmemStore) -> None:
     assert await store.get("a", collection="tools/list") is not None
 
 
+async def test_fastmcp_response_caching_on_dmem(make: Make) -> None:
+    """FastMCP itself (Python 3.11+): its response cache on dmem, shared by two servers."""
+    if sys.version_info < (3, 11):
+        pytest.skip("FastMCP needs Python 3.11+ (the dev extra installs it there)")
+    from fastmcp import Client, FastMCP
+    from fastmcp.server.middleware.caching import ResponseCachingMiddleware
+
+    calls: list[tuple[int, int]] = []
+
+    def server(store: DmemStore) -> Any:
+        mcp = FastMCP("demo")
+        mcp.add_middleware(ResponseCachingMiddleware(cache_storage=store))
+
+        @mcp.tool
+        def add(a: int, b: int) -> int:
+            calls.append((a, b))
+            return a + b
+
+        return mcp
+
+    prefix = f"fastmcp-{uuid.uuid4().hex[:8]}/"
+    async with Client(server(make(namespace_prefix=prefix))) as client:
+        assert (await client.call_tool("add", {"a": 1, "b": 2})).data == 3
+        assert (await client.call_tool("add", {"a": 1, "b": 2})).data == 3
+    assert calls == [(1, 2)]
+    # Another server on the same backend (another process, in a deployment) hits the cache.
+    other = make(namespace_prefix=prefix)
+    async with Client(server(other)) as client:
+        assert (await client.call_tool("add", {"a": 1, "b": 2})).data == 3
+    assert calls == [(1, 2)]
+    assert len(await other.keys("tools/call")) == 1
+
+
 # --- py-key-value's own BaseStoreTests, from a source checkout --------------------------------
 
 UPSTREAM = os.environ.get("DMEM_PYKV_UPSTREAM", "")
