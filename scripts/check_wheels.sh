@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The release as users install it: build every wheel and sdist (scripts/build-dist), then
-# for each extra (sqlite, postgresql, redis, chroma, conformance, all) make a fresh venv,
+# for each extra (sqlite, postgresql, redis, chroma, pykv, conformance, all) make a fresh venv,
 # `pip install --find-links DIST 'dmem[EXTRA]'` there, and run that backend's README example
 # against a throwaway server where it needs one. Also: LICENSE is inside every wheel and sdist,
 # and `dmem --version` names the plugins each extra brought.
@@ -109,6 +109,12 @@ venv_with chroma
 out=$(run_example chroma plugins/chroma/README.md)
 echo "$out"
 grep -q "{'name': 'Ada'}" <<<"$out"
+
+step "dmem[pykv]: the py-key-value page's example (a SQLite file) with py-key-value-aio from the index"
+venv_with pykv
+out=$(run_example pykv docs/integrations/pykv.md)
+echo "$out"
+grep -q "\['user:2'\]" <<<"$out"
 
 step "dmem[conformance]: the conformance README's command on a SQLite file"
 venv_with conformance

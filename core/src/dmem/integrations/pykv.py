@@ -7,16 +7,17 @@
     store = DmemStore("redis://localhost:6379/0")  # any dmem URL: sqlite, postgresql, memory...
     await store.put(key="k", value={"a": 1}, collection="users", ttl=60)
 
-Each py-key-value *collection* is a dmem *namespace* (``namespace_prefix + collection``) on the
-one backend the URL names, so what the adapter writes is an ordinary dmem store's data: the CLI
-(``dmem keys URL --namespace users``) and :meth:`DmemStore.collection_store` see it, with
-dmem's tags, expiry calls and atomic ``if_not_exists``. Values are stored as they are (a dict
-of JSON values, no envelope); expiry is dmem's own.
+Each py-key-value *collection* is a dmem *namespace* (``namespace_prefix + collection``; see
+:func:`namespace_of` for names over dmem's limit) on the one backend the URL names, so what the
+adapter writes is an ordinary dmem store's data: the CLI (``dmem keys URL --namespace users``)
+and :meth:`DmemStore.collection_store` see it, with dmem's tags, expiry calls and atomic
+``if_not_exists``. Values are stored as they are (a dict of JSON values, no envelope); expiry
+is dmem's own.
 
 How py-key-value's interface maps (docs/integrations/pykv.md has the whole story):
 
 - ``get`` / ``get_many``: ``Store.get`` / ``get_many`` (the value only; no ttl read).
-- ``ttl`` / ``ttl_many``: the value and the time left (``Store.get`` then ``Store.ttl``).
+- ``ttl`` / ``ttl_many``: ``Store.get_with_ttl`` (the value and the time left, one read).
 - ``put`` / ``put_many``: ``Store.set`` / ``set_many``, the ttl in seconds.
 - ``delete`` / ``delete_many``: ``Store.delete`` / ``delete_many``.
 - ``keys(collection, limit=...)``: ``Store.keys()``, unordered.
@@ -39,6 +40,7 @@ namespace (NUL, lone surrogates) is :class:`~key_value.aio.errors.InvalidKeyErro
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -48,14 +50,13 @@ from typing import Any, SupportsFloat
 from .._health import redact_url
 from .._open import open as open_store
 from .._store import Store
-from .._validation import MAX_TTL_SECONDS
+from .._validation import MAX_NAMESPACE_BYTES, MAX_TTL_SECONDS, check_namespace
 from ..errors import (
     CorruptValueError,
     DmemError,
     InvalidArgumentError,
     InvalidKeyError,
     InvalidValueError,
-    KeyNotFoundError,
     ProviderError,
     ProviderUnavailableError,
 )
@@ -73,10 +74,11 @@ except ImportError as exc:  # pragma: no cover - the extra is installed wherever
         f"dmem.integrations.pykv needs py-key-value-aio ({exc}): pip install 'dmem[pykv]'"
     ) from exc
 
-__all__ = ["DmemStore"]
+__all__ = ["DmemStore", "namespace_of"]
 
 _MISSING = object()
 _SHORTEST_TTL = 0.001  # dmem's resolution: a ttl is whole milliseconds, rounded up
+_LONG_MARK = "#sha256:"  # in the namespace of a collection too long to be one whole
 
 
 class DmemStore(BaseEnumerateKeysStore, BaseDestroyCollectionStore, BaseContextManagerStore):
@@ -103,10 +105,7 @@ class DmemStore(BaseEnumerateKeysStore, BaseDestroyCollectionStore, BaseContextM
     ) -> None:
         if url is not None and type(url) is not str:
             raise InvalidArgumentError(f"url must be a str or None, not {type(url).__name__}")
-        if type(namespace_prefix) is not str:
-            raise InvalidArgumentError(
-                f"namespace_prefix must be a str, not {type(namespace_prefix).__name__}"
-            )
+        check_namespace(namespace_prefix, "namespace_prefix")
         if "namespace" in options:
             raise InvalidArgumentError(
                 "DmemStore takes no 'namespace': each collection is one (namespace_prefix + "
@@ -118,6 +117,7 @@ class DmemStore(BaseEnumerateKeysStore, BaseDestroyCollectionStore, BaseContextM
         self._options = options
         self._stores: dict[str, Store] = {}
         self._opening: asyncio.Lock | None = None
+        self._url_works = False  # a store was opened: the URL and options are good
         super().__init__(default_collection=default_collection, seed=seed, stable_api=True)
 
     def __repr__(self) -> str:
@@ -137,7 +137,7 @@ class DmemStore(BaseEnumerateKeysStore, BaseDestroyCollectionStore, BaseContextM
 
     async def _store(self, collection: str) -> Store:
         """The dmem store of ``collection``, opened on first use (again after :meth:`close`)."""
-        namespace = self._namespace_prefix + collection
+        namespace = namespace_of(self._namespace_prefix, collection)
         store = self._stores.get(namespace)
         if store is not None:
             return store
@@ -147,16 +147,16 @@ class DmemStore(BaseEnumerateKeysStore, BaseDestroyCollectionStore, BaseContextM
             store = self._stores.get(namespace)
             if store is not None:
                 return store
-            first = not self._stores
             try:
                 store = await self._open_namespace(namespace)
             except InvalidArgumentError as exc:
-                if first:  # the URL or an option, not the collection: seen by setup()
+                if not self._url_works:  # the URL or an option, not the collection: setup()
                     raise
                 raise kv_errors.InvalidKeyError(
                     f"collection {collection!r} cannot be a dmem namespace: {exc}"
                 ) from exc
-            if first:
+            self._url_works = True
+            if not self._stores:  # the first since the adapter opened or closed
                 await self._ensure_exit_stack_entered()
                 self._exit_stack.push_async_callback(self._close_stores)
             self._stores[namespace] = store
@@ -211,7 +211,7 @@ class DmemStore(BaseEnumerateKeysStore, BaseDestroyCollectionStore, BaseContextM
     async def _get_managed_entry(self, *, collection: str, key: str) -> ManagedEntry | None:
         store = await self._store(collection)
         with _translated():
-            found = await _value_and_ttl(store, key)
+            found = await store.get_with_ttl(key)
         if found is None:
             return None
         value, left = found
@@ -305,20 +305,27 @@ class DmemStore(BaseEnumerateKeysStore, BaseDestroyCollectionStore, BaseContextM
             return await store.clear() > 0
 
 
-async def _value_and_ttl(store: Store, key: str) -> tuple[Any, float | None] | None:
-    """``(value, seconds left or None)`` of a live key, or ``None``.
+def namespace_of(prefix: str, collection: str) -> str:
+    """The dmem namespace of ``collection``: ``prefix + collection``.
 
-    Two calls for now, so a write between them can pair one write's value with the next one's
-    expiry; ``Store.get_with_ttl`` (one atomic read) replaces them here when it exists.
+    Unless that is longer than dmem allows (``MAX_NAMESPACE_BYTES`` of UTF-8): then the
+    prefix, the collection's first bytes, ``#sha256:`` and the SHA-256 of the whole collection
+    name, exactly at the limit (py-key-value cannot list collections, so its users never see
+    this form). A name dmem refuses for another reason (NUL, lone surrogates) keeps it, for
+    dmem's own error.
     """
-    value = await store.get(key, _MISSING)
-    if value is _MISSING:
-        return None
+    name = prefix + collection
     try:
-        left = await store.ttl(key)
-    except KeyNotFoundError:  # deleted or expired between the two calls
-        return None
-    return value, left
+        if len(name.encode("utf-8")) <= MAX_NAMESPACE_BYTES:
+            return name
+    except UnicodeEncodeError:
+        return name
+    digest = hashlib.sha256(collection.encode("utf-8")).hexdigest()
+    room = MAX_NAMESPACE_BYTES - len(prefix.encode("utf-8")) - len(_LONG_MARK) - len(digest)
+    if room < 0:  # the prefix leaves no room: dmem says so
+        return name
+    head = collection.encode("utf-8")[:room].decode("utf-8", "ignore")
+    return f"{prefix}{head}{_LONG_MARK}{digest}"
 
 
 def _now() -> datetime:
