@@ -26,14 +26,14 @@ import math
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import dmem
 import pytest
 from dmem.integrations.pykv import DmemStore, namespace_of
-from dmem_conformance._env import backend_missing
+from dmem_conformance import backend_missing, testkit
 from key_value.aio import errors as kv_errors
 from key_value.aio.protocols.key_value import (
     AsyncCullProtocol,
@@ -44,35 +44,21 @@ from key_value.aio.protocols.key_value import (
     AsyncKeyValue,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = ("memory", "sqlite", "redis")
 TEN_YEARS = 10 * 365.25 * 24 * 3600
 
 
-def _redis_servers() -> Any:
-    path = str(ROOT / "plugins" / "redis" / "tests")
-    if path not in sys.path:
-        sys.path.insert(0, path)
-    return importlib.import_module("redis_servers")
+REDIS_SERVER = ["redis-server", "--port", "{port}", "--bind", "127.0.0.1", "--save", ""]
+redis_server = testkit.server_fixture([*REDIS_SERVER, "--appendonly", "no"], name="redis_server")
 
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def redis_url(request: pytest.FixtureRequest) -> str:
     url = os.environ.get("DMEM_TEST_REDIS_URL")
     if url:
-        yield url
-        return
-    servers = _redis_servers()
-    servers.require_redis()
-    server = servers.RedisServer(tmp_path_factory.mktemp("pykv-redis"))
-    try:
-        server.start()
-    except (RuntimeError, OSError) as exc:
-        backend_missing(f"cannot start redis-server: {exc}")
-    try:
-        yield str(server.url)
-    finally:
-        server.stop()
+        return url
+    server: testkit.ServerProcess = request.getfixturevalue("redis_server")
+    return f"redis://127.0.0.1:{server.port}/0"
 
 
 @pytest.fixture(params=BACKENDS)
@@ -514,23 +500,24 @@ async def test_a_bad_url_fails_setup() -> None:
 
 
 async def test_an_unreachable_backend(tmp_path: Path) -> None:
-    servers = _redis_servers()
-    if servers.have_redis():
-        backend_missing(servers.have_redis())
-    server = servers.RedisServer(tmp_path / "redis")
+    server = testkit.ServerProcess(REDIS_SERVER, workdir=tmp_path)
+    url = f"redis://127.0.0.1:{server.port}/0"
     with pytest.raises(kv_errors.StoreSetupError) as setup_error:
-        await DmemStore(server.url).get("k")  # not started yet
+        await DmemStore(url).get("k")  # not started yet
     assert isinstance(setup_error.value.__cause__, dmem.ProviderUnavailableError)
-    server.start()
     try:
-        async with DmemStore(server.url) as store:
+        server.start()
+    except testkit.ServerFailed as exc:
+        backend_missing(f"cannot start redis-server: {exc}")
+    try:
+        async with DmemStore(url) as store:
             await store.put("k", {"v": 1})
             server.kill()
             with pytest.raises(kv_errors.StoreConnectionError) as info:
                 await store.get("k")
             assert isinstance(info.value.__cause__, dmem.ProviderUnavailableError)
     finally:
-        server.stop()
+        server.cleanup()
 
 
 # --- py-key-value's own adapters and wrappers on top, as FastMCP stacks them -------------------
