@@ -95,7 +95,11 @@ class StorageTests(SuiteBase):
         provider = store.provider
         limit = getattr(provider, "max_value_bytes", None)
         if limit is None:
-            self.lacks_optional("max_value_bytes", "the provider declares no value limit")
+            self.lacks_optional(
+                "max_value_bytes",
+                "the provider declares no value limit (if its plugin takes a max_value_bytes "
+                "option, give one, e.g. 5242880, to check this clause)",
+            )
         if not isinstance(limit, int) or limit < dmem.MIN_VALUE_LIMIT:
             pytest.fail(f"max_value_bytes = {limit!r}: must be an int >= 4 MiB (or None)")
         if limit > CROSSABLE:
