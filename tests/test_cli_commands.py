@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import socket
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 from dmem.cli import main
+from dmem_conformance.testkit import free_port as closed_port  # bound, then released
 
 PASSWORD = "pw-Cli-Sekrit-91"
 
@@ -26,12 +26,6 @@ def ok(*args: str) -> str:
     result = invoke(*args)
     assert result.exit_code == 0, result.output
     return result.stdout
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def one_error_line(result: Result) -> str:

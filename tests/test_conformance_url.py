@@ -4,7 +4,6 @@ is down gets one line and an exit code of its own, before any clause runs."""
 from __future__ import annotations
 
 import importlib
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 from dmem_conformance._env import backend_missing
 from dmem_conformance.runner import EXIT_BAD_URL, EXIT_UNREACHABLE, probe
+from dmem_conformance.testkit import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "Sekr3t-pw-4711"
@@ -24,13 +24,6 @@ def _redis_servers() -> Any:
     # The Redis plugin's tests start throwaway servers; reuse them rather than copy them.
     sys.path.insert(0, str(ROOT / "plugins" / "redis" / "tests"))
     return importlib.import_module("redis_servers")
-
-
-def _closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -96,7 +89,7 @@ def test_a_redis_run_leaves_no_key(redis_server: Any) -> None:
 
 @pytest.mark.parametrize("scheme", ["redis", "postgresql"])
 def test_a_backend_that_is_down_gets_one_line(scheme: str) -> None:
-    url = f"{scheme}://user:{PASSWORD}@127.0.0.1:{_closed_port()}/0"
+    url = f"{scheme}://user:{PASSWORD}@127.0.0.1:{free_port()}/0"
     if scheme == "postgresql":
         url = url.removesuffix("/0") + "/test"
     done = _run("-m", "dmem", "conformance", url, timeout=120)
@@ -116,7 +109,7 @@ def test_probe(tmp_path: Path) -> None:
     refused = probe(f"sqlite:///{tmp_path}/missing.db?create=false")
     assert refused is not None and refused[0] == EXIT_BAD_URL
     assert not (tmp_path / "missing.db").exists()
-    refused = probe(f"redis://:{PASSWORD}@127.0.0.1:{_closed_port()}/0")
+    refused = probe(f"redis://:{PASSWORD}@127.0.0.1:{free_port()}/0")
     assert refused is not None and refused[0] == EXIT_UNREACHABLE
     assert PASSWORD not in refused[1] and "\n" not in refused[1]
 

@@ -9,25 +9,19 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from dmem_conformance import testkit
 from dmem_conformance._env import backend_missing
+from dmem_conformance.testkit import free_port
 
 _STARTUP_SECONDS = 90.0
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+__all__ = ["chroma_run", "free_port"]
 
 
 def _chroma_cli() -> str | None:
@@ -44,6 +38,34 @@ def _heartbeat(host: str, port: int) -> bool:
         return False
 
 
+def chroma_run(data: Path) -> testkit.ServerProcess:
+    """A started ``chroma run`` on a free loopback port, its database and log in ``data``
+    (ready when its heartbeat answers; stopped with SIGTERM, SIGKILL after 15 s). A server
+    that cannot be started skips the test, or fails it under DMEM_REQUIRE_BACKENDS=1."""
+    cli = _chroma_cli()
+    if cli is None:
+        backend_missing("the chroma CLI is not installed (pip install chromadb)")
+    server = testkit.ServerProcess(
+        [cli, "run", "--path", str(data / "db"), "--host", "127.0.0.1", "--port", "{port}"],
+        ready=lambda s: _heartbeat(s.host, s.port),
+        startup_timeout=_STARTUP_SECONDS,
+        stop_timeout=15.0,
+        workdir=data,
+        env={"ANONYMIZED_TELEMETRY": "False"},
+    )
+    try:
+        server.start()
+    except testkit.ServerFailed as exc:
+        backend_missing(f"chroma run did not come up on port {server.port}: {exc}")
+    return server
+
+
+@pytest.fixture(scope="session")
+def start_chroma() -> Callable[[Path], testkit.ServerProcess]:
+    """:func:`chroma_run`, for a test module that needs a server of its own."""
+    return chroma_run
+
+
 @pytest.fixture(scope="session")
 def chroma_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``chroma+http://127.0.0.1:PORT`` of a server started for this session."""
@@ -51,35 +73,11 @@ def chroma_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     if given:
         yield given
         return
-    cli = _chroma_cli()
-    if cli is None:
-        backend_missing("the chroma CLI is not installed (pip install chromadb)")
-    port = free_port()
-    data = tmp_path_factory.mktemp("chroma-server")
-    log = (data / "server.log").open("wb")
-    process = subprocess.Popen(
-        [cli, "run", "--path", str(data / "db"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
-    )
+    server = chroma_run(tmp_path_factory.mktemp("chroma-server"))
     try:
-        deadline = time.monotonic() + _STARTUP_SECONDS
-        while not _heartbeat("127.0.0.1", port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                tail = (data / "server.log").read_text(errors="replace")[-2000:]
-                backend_missing(f"chroma run did not come up on port {port}: {tail}")
-            time.sleep(0.2)
-        yield f"chroma+http://127.0.0.1:{port}"
+        yield f"chroma+http://127.0.0.1:{server.port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+        server.stop()
 
 
 @pytest.fixture(scope="session")

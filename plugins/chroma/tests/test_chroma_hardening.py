@@ -14,16 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import quote
@@ -32,7 +29,7 @@ import dmem
 import pytest
 from dmem import ProviderUnavailableError
 from dmem.vector import VectorStore, make_vector_store
-from dmem_conformance._env import backend_missing
+from dmem_conformance import testkit
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -107,60 +104,25 @@ def test_directories_are_0700_even_under_umask_277(tmp_path: Path) -> None:
 
 
 # --- timeout: the longest any call waits on an unresponsive backend -------------------------
-_STARTUP_SECONDS = 90.0
 # What the timeout may be exceeded by: the watchdog's timer, the event loop and the thread
 # hand-off, on a loaded two-core machine (measured: 0.00-0.01 s when idle).
 _SLACK = 2.0
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _answers(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=2) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
-def stoppable_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+def stoppable_server(
+    tmp_path_factory: pytest.TempPathFactory,
+    start_chroma: Callable[[Path], testkit.ServerProcess],
+) -> Iterator[tuple[str, int]]:
     """``(url, pid)`` of a ``chroma run`` of this module's own, so stopping it (SIGSTOP)
     holds up no other test's server."""
-    beside = Path(sys.executable).with_name("chroma")
-    cli = str(beside) if beside.exists() else shutil.which("chroma")
-    if cli is None:
-        backend_missing("the chroma CLI is not installed (pip install chromadb)")
-    port = _free_port()
-    data = tmp_path_factory.mktemp("chroma-stoppable")
-    with (data / "server.log").open("wb") as log:
-        process = subprocess.Popen(
-            [cli, "run", "--path", str(data / "db"), "--host", "127.0.0.1", "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
-        )
-        try:
-            deadline = time.monotonic() + _STARTUP_SECONDS
-            while not _answers(port):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    tail = (data / "server.log").read_text(errors="replace")[-2000:]
-                    backend_missing(f"chroma run did not come up on port {port}: {tail}")
-                time.sleep(0.2)
-            yield f"chroma+http://127.0.0.1:{port}", process.pid
-        finally:
-            process.send_signal(signal.SIGCONT)  # a stopped process cannot act on SIGTERM
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    server = start_chroma(tmp_path_factory.mktemp("chroma-stoppable"))
+    assert server.pid is not None
+    try:
+        yield f"chroma+http://127.0.0.1:{server.port}", server.pid
+    finally:
+        os.kill(server.pid, signal.SIGCONT)  # a stopped process cannot act on SIGTERM
+        server.stop()
 
 
 @contextlib.contextmanager
@@ -384,7 +346,7 @@ async def outcomes(url: str, options: dict[str, Any]) -> list[str]:
 
 
 def test_no_fragment_of_a_secret_shows() -> None:
-    base = f"chroma+http://127.0.0.1:{_free_port()}"  # nothing listens: refused at once
+    base = f"chroma+http://127.0.0.1:{testkit.free_port()}"  # nothing listens: refused at once
 
     def shown_for(secret: str) -> str:
         found: list[str] = []

@@ -12,9 +12,11 @@ import random
 import shutil
 import socket
 import subprocess
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+
+from dmem_conformance import testkit
+from dmem_conformance.testkit import wait_until as wait_for
 
 __all__ = [
     "PASSWORD",
@@ -58,9 +60,7 @@ def require_redis() -> None:
 def free_port(*, cluster: bool = False) -> int:
     """A free loopback port; for a cluster node also its bus port (+10000), so <= 55535."""
     if not cluster:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            return int(sock.getsockname()[1])
+        return testkit.free_port()
     for _ in range(200):
         port = random.randint(20000, 55535)
         if _bindable(port) and _bindable(port + 10000):
@@ -68,17 +68,12 @@ def free_port(*, cluster: bool = False) -> int:
     raise RuntimeError("no free port pair for a cluster node")
 
 
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
+class RedisServer(testkit.ServerProcess):
+    """One redis-server process that tests may stop and start again on the same port.
 
-
-class RedisServer:
-    """One redis-server process that tests may stop and start again on the same port."""
+    The test kit's ServerProcess starts it (ready when it answers PING), stops it (SIGTERM,
+    then SIGKILL after 10 s) and kills it; a server that does not start raises
+    ``testkit.ServerFailed`` (a RuntimeError) with the end of its log."""
 
     def __init__(
         self,
@@ -89,15 +84,18 @@ class RedisServer:
         tls: bool = False,
         password: str | None = None,
     ) -> None:
-        self.workdir = workdir
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.port = port or free_port()
+        super().__init__(
+            ["redis-server"],
+            port=port,
+            ready=lambda server: self.cli("PING", timeout=2.0) == "PONG",
+            startup_timeout=10.0,
+            workdir=workdir,
+        )
         self.extra = list(extra)
         self.tls = tls
         self.password = password
-        self.process: subprocess.Popen[bytes] | None = None
         self.socket_path: Path | None = None
-        self.log = workdir / "redis.log"
+        self.log = self.log_path = workdir / "redis.log"
 
     def args(self) -> list[str]:
         args = ["redis-server", "--bind", "127.0.0.1", "--dir", str(self.workdir)]
@@ -123,38 +121,10 @@ class RedisServer:
         )
         return result.stdout.strip()
 
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            self.args(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        try:
-            wait_for(self._ready, 10.0, f"redis-server on port {self.port}")
-        except RuntimeError:
-            self.stop()
-            log = self.log.read_text() if self.log.exists() else ""
-            raise RuntimeError(f"redis-server did not start:\n{log[-2000:]}") from None
-
-    def _ready(self) -> bool:
-        if self.process is not None and self.process.poll() is not None:
-            raise RuntimeError(f"redis-server exited with {self.process.returncode}")
-        return self.cli("PING", timeout=2.0) == "PONG"
-
-    def kill(self) -> None:
-        """SIGKILL: the server vanishes mid-request, like a crashed host."""
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(10)
-            self.process = None
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-            self.process = None
+    def start(self) -> RedisServer:
+        self.argv = self.args()  # read at each start: a test may change them in between
+        super().start()
+        return self
 
     @property
     def url(self) -> str:

@@ -10,7 +10,7 @@ that refuses the password, and against one that takes it (an ACL user whose pass
 set to the drawn one) and then goes away. A password is only drawn if none of its
 4-character pieces is fixed text that a message may hold anyway (the URL's other parts, the
 sources of dmem and redis-py, OS error texts, what the same calls print for a harmless
-password).
+password). The checks and the cuttable relay are the test kit's (``dmem_conformance.testkit``).
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ import asyncio
 import contextlib
 import errno
 import os
-import re
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -31,11 +29,18 @@ import pytest
 import redis
 from click.testing import CliRunner
 from dmem.cli import main as cli
+from dmem_conformance import testkit
+from dmem_conformance.testkit import (
+    TcpRelay,
+    assert_secret_hidden,
+    exception_texts,
+    scrub_noise,
+    secret_pieces,
+)
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from redis_servers import RedisServer, free_port, require_redis
 
-PIECE = 4
 USER = "dmem_pw"  # an ACL user of the test's own server; its password is set per example
 KNOWN = "Known-Admin-1"  # the server's default user's password
 USER_PASSWORD = "User-Known-1"  # the ACL user's password in the wrong-password case
@@ -86,18 +91,14 @@ _SOURCES = "\n".join(
 )
 
 
-def _pieces(text: str) -> set[str]:
-    return {text[i : i + PIECE] for i in range(len(text) - PIECE + 1)}
-
-
-_SOURCE_PIECES = _pieces(_SOURCES)
+_SOURCE_PIECES = secret_pieces(_SOURCES)
 
 
 def _passwords(fixed: set[str]) -> st.SearchStrategy[str]:
     return (
         st.lists(_CHUNKS, min_size=2, max_size=12)
         .map("".join)
-        .filter(lambda p: len(p) >= 8 and not _pieces(p) & fixed)
+        .filter(lambda p: len(p) >= 8 and not secret_pieces(p) & fixed)
     )
 
 
@@ -131,51 +132,11 @@ def _urls(scheme: str, password: str, port: int, *, query: str = FAST) -> list[s
     ]
 
 
-def _chain(exc: BaseException | None) -> list[str]:
-    """str and repr of ``exc`` and of every exception chained to it."""
-    texts: list[str] = []
-    seen: set[int] = set()
-    todo = [exc]
-    while todo:
-        item = todo.pop()
-        if item is None or id(item) in seen:
-            continue
-        seen.add(id(item))
-        texts += [str(item), repr(item)]
-        todo += [item.__cause__, item.__context__]
-    return texts
-
-
-_LATENCY = re.compile(
-    r"\(\d+(?:\.\d+)? ms\)|[\"']latency_ms[\"']: [0-9.e+-]+|latency_ms=[0-9.e+-]+"
-)
-
-
-_ADDRESS = re.compile(r"\bat 0x[0-9a-f]+")
-
-
-def _scrub(text: str) -> str:
-    """Drop measured latencies and object addresses (in reprs that redis-py's messages
-    quote): digits that vary run to run and come from no input."""
-    return _ADDRESS.sub("at 0x<address>", _LATENCY.sub("<latency>", text))
-
-
-def _assert_hidden(password: str, texts: list[str], fixed: set[str]) -> None:
-    # A drawn password's raw pieces are never fixed text (drawn so); its percent-encoded
-    # form may share some with the messages' own hints ("%2F, %3F"), and a hand-written
-    # one with the URL or the sources ("timeout"): those are left out.
-    pieces = (_pieces(password) | _pieces(quote(password, safe=""))) - fixed
-    for raw in texts:
-        text = _scrub(raw)
-        shown = [piece for piece in pieces if piece in text]
-        assert not shown, f"{shown[0]!r} of the password {password!r} shows in {text!r}"
-
-
 def _cli_texts(*argv: str) -> list[str]:
     result = CliRunner().invoke(cli, list(argv))
     texts = [result.output, getattr(result, "stderr", "")]
     if result.exception is not None and not isinstance(result.exception, SystemExit):
-        texts += _chain(result.exception)
+        texts += exception_texts(result.exception)
     return texts
 
 
@@ -192,7 +153,7 @@ async def _open_texts(url: str) -> tuple[list[str], dmem.Store | None]:
     try:
         store = await dmem.open(url)
     except Exception as exc:  # noqa: BLE001 - every outcome is checked, whatever it is
-        return _chain(exc), None
+        return exception_texts(exc), None
     return [repr(store), repr(store.provider)], store
 
 
@@ -202,7 +163,7 @@ async def _store_texts(store: dmem.Store) -> list[str]:
         await store.set("k", 1)
         texts.append(repr(await store.get("k")))
     except Exception as exc:  # noqa: BLE001
-        texts += _chain(exc)
+        texts += exception_texts(exc)
     return texts
 
 
@@ -211,7 +172,7 @@ async def _provider_texts(url: str) -> list[str]:
     try:
         provider = dmem.create_provider(url, {})
     except Exception as exc:  # noqa: BLE001
-        return _chain(exc)
+        return exception_texts(exc)
     texts = [repr(provider), str((await provider.health()).to_dict())]
     if not any(c in url for c in "\t\r\n"):
         # The core's redact_url() misses a password with a tab or newline in it (urlsplit
@@ -234,45 +195,6 @@ def _outcomes_without_server(url: str) -> list[str]:
     return asyncio.run(go()) + _cli_outcomes(url)
 
 
-class _Relay:
-    """A TCP relay to the server that can be cut: the store's server goes away."""
-
-    def __init__(self, target: int) -> None:
-        self._target = target
-        self._writers: list[asyncio.StreamWriter] = []
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.port = 0
-        self._server: asyncio.Server | None = None
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = int(self._server.sockets[0].getsockname()[1])
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target)
-        self._writers += [writer, up_writer]
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        for task in (pipe(reader, up_writer), pipe(up_reader, writer)):
-            self._tasks.add(asyncio.get_running_loop().create_task(task))
-
-    async def cut(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in self._writers:
-            writer.transport.abort()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
-
-
 def _set_user_password(server: RedisServer, password: str) -> None:
     admin = redis.Redis(host="127.0.0.1", port=server.port, password=KNOWN)
     try:
@@ -292,7 +214,7 @@ def _outcomes_with_server(server: RedisServer, password: str) -> list[str]:
     _set_user_password(server, password)
 
     async def opened(url: str, must_open: bool) -> list[str]:
-        relay = _Relay(server.port)
+        relay = TcpRelay(server.port)
         await relay.start()
         relayed = url.replace(f":{server.port}/", f":{relay.port}/")
         found, store = await _open_texts(relayed)
@@ -309,7 +231,7 @@ def _outcomes_with_server(server: RedisServer, password: str) -> list[str]:
             try:
                 await store.get("k")
             except Exception as exc:  # noqa: BLE001
-                found += _chain(exc)
+                found += exception_texts(exc)
         finally:
             await store.aclose()
         return found
@@ -335,15 +257,13 @@ def _outcomes_with_server(server: RedisServer, password: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def closed_port() -> Iterator[int]:
-    """A loopback port that refuses connections for as long as the module runs (bound,
-    never listening, so no other process can start listening on it meanwhile)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        yield int(sock.getsockname()[1])
+    """A loopback port that refuses connections for as long as the module runs."""
+    with testkit.closed_port() as port:
+        yield port
 
 
 def _fixed(texts: list[str]) -> set[str]:
-    return _SOURCE_PIECES | _pieces("\n".join(map(_scrub, texts)))
+    return _SOURCE_PIECES | secret_pieces("\n".join(map(scrub_noise, texts)))
 
 
 @pytest.fixture(scope="module")
@@ -382,8 +302,8 @@ def fixed_with_server(password_server: RedisServer) -> set[str]:
 def test_the_check_sees_a_password_that_shows() -> None:
     """The assertion itself: a message quoting a piece of the password fails it."""
     with pytest.raises(AssertionError, match="shows in"):
-        _assert_hidden("Qx7#vW2!", ["bad port 'x7#v'"], fixed=set())
-    _assert_hidden("Qx7#vW2!", ["redis://u:***@h (12.5 ms)"], fixed=set())
+        assert_secret_hidden("Qx7#vW2!", ["bad port 'x7#v'"])
+    assert_secret_hidden("Qx7#vW2!", ["redis://u:***@h (12.5 ms)"])
 
 
 # The shapes that moved a piece of the password into a message before: a '?' that moves the
@@ -412,9 +332,9 @@ def test_known_shapes_never_show(password: str, scheme: str, closed_port: int) -
     # Pieces that are the URL's own text ("?retries=0" against "Sek?ret") or the sources'
     # ("timeout") are not a leak.
     for query in (FAST, ""):
-        fixed = _pieces(_url(scheme, USER, closed_port, query=query)) | _SOURCE_PIECES
+        fixed = secret_pieces(_url(scheme, USER, closed_port, query=query)) | _SOURCE_PIECES
         for url in _urls(scheme, password, closed_port, query=query):
-            _assert_hidden(password, _outcomes_without_server(url), fixed)
+            assert_secret_hidden(password, _outcomes_without_server(url), fixed=fixed)
 
 
 def test_no_piece_of_a_password_shows_without_a_server(
@@ -429,7 +349,9 @@ def test_no_piece_of_a_password_shows_without_a_server(
     def check(password: str, scheme: str) -> None:
         for url in _urls(scheme, password, closed_port):
             assume(not _core_quotes_a_piece(url))
-            _assert_hidden(password, _outcomes_without_server(url), fixed_without_server)
+            assert_secret_hidden(
+                password, _outcomes_without_server(url), fixed=fixed_without_server
+            )
 
     check()
 
@@ -445,8 +367,8 @@ def test_no_piece_of_a_password_shows_with_a_password_server(
     @given(password=_passwords(fixed_with_server))
     def check(password: str) -> None:
         assume(not any(map(_core_quotes_a_piece, _urls("redis", password, 1))))
-        _assert_hidden(
-            password, _outcomes_with_server(password_server, password), fixed_with_server
+        assert_secret_hidden(
+            password, _outcomes_with_server(password_server, password), fixed=fixed_with_server
         )
 
     check()
@@ -465,9 +387,9 @@ def test_password_option_never_shows(closed_port: int) -> None:
                 try:
                     await dmem.open(url, retries=0, **{name: password})
                 except Exception as exc:  # noqa: BLE001
-                    found += _chain(exc)
+                    found += exception_texts(exc)
             return found
 
         texts += asyncio.run(go())
         texts += _cli_outcomes(f"{url}?password={quote(password)}&{FAST}")
-    _assert_hidden(password, texts, fixed=set())
+    assert_secret_hidden(password, texts)

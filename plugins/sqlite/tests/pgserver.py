@@ -16,7 +16,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -25,17 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from dmem_conformance.testkit import free_port
+
 __all__ = ["PostgresServer", "PostgresUnavailable", "free_port"]
 
 
 class PostgresUnavailable(RuntimeError):
     """initdb/pg_ctl are missing or the server did not start."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _binary(name: str) -> str:

@@ -7,7 +7,8 @@ percent-encoded. Every outcome is checked: the error (str, repr, its whole __cau
 __context__ chain), the provider's and the store's repr, health(), and what ``dmem health``
 and ``dmem get`` print. A password is only drawn if none of its 4-character pieces is
 fixed text that a message may hold anyway (the URL's other parts, the sources of dmem and
-asyncpg, OS error texts, what the same calls print for a harmless password).
+asyncpg, OS error texts, what the same calls print for a harmless password). The checks and
+the cuttable relay are the test kit's (``dmem_conformance.testkit``).
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ import asyncio
 import contextlib
 import errno
 import os
-import re
-import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,13 +26,20 @@ import dmem
 import pytest
 from click.testing import CliRunner
 from dmem.cli import main as cli
+from dmem_conformance import testkit
+from dmem_conformance.testkit import (
+    TcpRelay,
+    assert_secret_hidden,
+    exception_texts,
+    scrub_noise,
+    secret_pieces,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pgserver import PostgresServer, PostgresUnavailable, free_port
 
 asyncpg = pytest.importorskip("asyncpg")
 
-PIECE = 4
 ROLE = "dmem_pw"
 ROLE_PASSWORD = "Role-Known-1"  # the role's password for the wrong-password case
 ADMIN_PASSWORD = "Admin-Known-1"
@@ -51,15 +57,6 @@ _CHUNKS = st.one_of(
         max_size=4,
     ),
 )
-
-
-@contextlib.contextmanager
-def _closed_port() -> Iterator[int]:
-    """A loopback port that refuses connections for as long as the block runs (bound, never
-    listening), so no other process can start listening on it meanwhile."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        yield int(sock.getsockname()[1])
 
 
 def _package_texts(*modules: str) -> str:
@@ -82,15 +79,11 @@ _SOURCES = "\n".join(
 )
 
 
-def _pieces(text: str) -> set[str]:
-    return {text[i : i + PIECE] for i in range(len(text) - PIECE + 1)}
-
-
 def _passwords(fixed: set[str]) -> st.SearchStrategy[str]:
     return (
         st.lists(_CHUNKS, min_size=2, max_size=12)
         .map("".join)
-        .filter(lambda p: len(p) >= 8 and not _pieces(p) & fixed)
+        .filter(lambda p: len(p) >= 8 and not secret_pieces(p) & fixed)
     )
 
 
@@ -102,44 +95,11 @@ def _urls(password: str, port: int, user: str = ROLE) -> list[str]:
     ]
 
 
-def _chain(exc: BaseException | None) -> list[str]:
-    """str and repr of ``exc`` and of every exception chained to it."""
-    texts: list[str] = []
-    seen: set[int] = set()
-    todo = [exc]
-    while todo:
-        item = todo.pop()
-        if item is None or id(item) in seen:
-            continue
-        seen.add(id(item))
-        texts += [str(item), repr(item)]
-        todo += [item.__cause__, item.__context__]
-    return texts
-
-
-_LATENCY = re.compile(r"\(\d+(?:\.\d+)? ms\)|\blatency_ms['\"]?(?::|=) ?[0-9.e+-]+")
-
-
-def _scrub(text: str) -> str:
-    """Drop measured latencies: digits that vary run to run and come from no input."""
-    return _LATENCY.sub("<latency>", text)
-
-
-def _assert_hidden(password: str, texts: list[str], fixed: set[str]) -> None:
-    # The raw password's pieces are never fixed text (drawn so); its percent-encoded form
-    # may share some with the messages' own hints ("%2F, %3F"), which are left out.
-    pieces = _pieces(password) | (_pieces(quote(password, safe="")) - fixed)
-    for raw in texts:
-        text = _scrub(raw)
-        shown = [piece for piece in pieces if piece in text]
-        assert not shown, f"{shown[0]!r} of the password {password!r} shows in {text!r}"
-
-
 def _cli_texts(*argv: str) -> list[str]:
     result = CliRunner().invoke(cli, list(argv))
     texts = [result.output, getattr(result, "stderr", "")]
     if result.exception is not None and not isinstance(result.exception, SystemExit):
-        texts += _chain(result.exception)
+        texts += exception_texts(result.exception)
     return texts
 
 
@@ -147,7 +107,7 @@ async def _open_texts(url: str) -> tuple[list[str], dmem.Store | None]:
     try:
         store = await dmem.open(url)
     except Exception as exc:  # noqa: BLE001 - every outcome is checked, whatever it is
-        return _chain(exc), None
+        return exception_texts(exc), None
     return [repr(store), repr(store.provider)], store
 
 
@@ -157,7 +117,7 @@ async def _store_texts(store: dmem.Store) -> list[str]:
         await store.set("k", 1)
         texts.append(repr(await store.get("k")))
     except Exception as exc:  # noqa: BLE001
-        texts += _chain(exc)
+        texts += exception_texts(exc)
     return texts
 
 
@@ -166,7 +126,7 @@ async def _provider_texts(url: str) -> list[str]:
     try:
         provider = dmem.create_provider(url, {})
     except Exception as exc:  # noqa: BLE001
-        return _chain(exc)
+        return exception_texts(exc)
     texts = [repr(provider), repr(dmem.Store(provider, url=url))]
     texts.append(str((await provider.health()).to_dict()))
     return texts
@@ -184,50 +144,6 @@ def _outcomes_without_server(url: str) -> list[str]:
     for argv in (["health", url], ["get", url, "k"]):
         texts += _cli_texts(*argv)
     return texts
-
-
-class _Relay:
-    """A TCP relay to the server that can be cut: the store's server goes away.
-
-    Always on the same port (RELAY_PORT), which is fixed text like the server's: a port
-    drawn anew for each example could match a run of digits of the password by chance.
-    """
-
-    def __init__(self, target: int) -> None:
-        self._target = target
-        self._writers: list[asyncio.StreamWriter] = []
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.port = RELAY_PORT
-        self._server: asyncio.Server | None = None
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._accept, "127.0.0.1", self.port, reuse_address=True
-        )
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target)
-        self._writers += [writer, up_writer]
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        for task in (pipe(reader, up_writer), pipe(up_reader, writer)):
-            self._tasks.add(asyncio.get_running_loop().create_task(task))
-
-    async def cut(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in self._writers:
-            writer.transport.abort()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
 
 
 @contextlib.asynccontextmanager
@@ -260,7 +176,9 @@ def _outcomes_with_server(server: PostgresServer, password: str) -> list[str]:
     asyncio.run(_set_role_password(server, password))
 
     async def opened(url: str, must_open: bool) -> list[str]:
-        relay = _Relay(server.port)
+        # Always on the same port (RELAY_PORT), which is fixed text like the server's: a
+        # port drawn anew for each example could match a run of digits of the password.
+        relay = TcpRelay(server.port, RELAY_PORT)
         await relay.start()
         relayed = url.replace(f":{server.port}/", f":{relay.port}/")
         found, store = await _open_texts(relayed)
@@ -277,7 +195,7 @@ def _outcomes_with_server(server: PostgresServer, password: str) -> list[str]:
             try:
                 await store.get("k")
             except Exception as exc:  # noqa: BLE001
-                found += _chain(exc)
+                found += exception_texts(exc)
         finally:
             await store.aclose()
         return found
@@ -294,7 +212,7 @@ def _outcomes_with_server(server: PostgresServer, password: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def closed_port() -> Iterator[int]:
-    with _closed_port() as port:
+    with testkit.closed_port() as port:
         yield port
 
 
@@ -303,7 +221,7 @@ def fixed_without_server(closed_port: int) -> set[str]:
     texts = [_SOURCES, f"postgresql://{ROLE}@127.0.0.1:{closed_port}/postgres dmem_kv"]
     for url in _urls(HARMLESS, closed_port):
         texts += _outcomes_without_server(url)
-    return _pieces("\n".join(map(_scrub, texts)))
+    return secret_pieces("\n".join(map(scrub_noise, texts)))
 
 
 @pytest.fixture(scope="module")
@@ -334,15 +252,15 @@ def fixed_with_server(password_server: PostgresServer) -> set[str]:
         f"postgresql://{ROLE}@127.0.0.1:{password_server.port}/postgres dmem_kv {RELAY_PORT}",
     ]
     texts += _outcomes_with_server(password_server, HARMLESS)
-    return _pieces("\n".join(map(_scrub, texts)))
+    return secret_pieces("\n".join(map(scrub_noise, texts)))
 
 
 def test_the_check_sees_a_password_that_shows() -> None:
     """The assertion itself: a message quoting a piece of the password fails it."""
     with pytest.raises(AssertionError, match="shows in"):
-        _assert_hidden("Qx7#vW2!", ["bad port 'x7#v'"], fixed=set())
-    _assert_hidden("Qx7#vW2!", ["postgresql://u:***@h (12.5 ms)"], fixed=set())
-    _assert_hidden("12345678", ["{'latency_ms': 0.1234567}", "(1.23456 ms)"], fixed=set())
+        assert_secret_hidden("Qx7#vW2!", ["bad port 'x7#v'"])
+    assert_secret_hidden("Qx7#vW2!", ["postgresql://u:***@h (12.5 ms)"])
+    assert_secret_hidden("12345678", ["{'latency_ms': 0.1234567}", "(1.23456 ms)"])
 
 
 @pytest.mark.parametrize(
@@ -352,7 +270,7 @@ def test_the_check_sees_a_password_that_shows() -> None:
 )
 def test_known_leaks_are_closed(password: str, closed_port: int) -> None:
     for url in _urls(password, closed_port):
-        _assert_hidden(password, _outcomes_without_server(url), fixed=set())
+        assert_secret_hidden(password, _outcomes_without_server(url))
 
 
 def test_no_piece_of_a_password_shows_without_a_server(
@@ -366,7 +284,9 @@ def test_no_piece_of_a_password_shows_without_a_server(
     @given(password=_passwords(fixed_without_server))
     def check(password: str) -> None:
         for url in _urls(password, closed_port):
-            _assert_hidden(password, _outcomes_without_server(url), fixed_without_server)
+            assert_secret_hidden(
+                password, _outcomes_without_server(url), fixed=fixed_without_server
+            )
 
     check()
 
@@ -381,8 +301,8 @@ def test_no_piece_of_a_password_shows_with_a_password_server(
     )
     @given(password=_passwords(fixed_with_server))
     def check(password: str) -> None:
-        _assert_hidden(
-            password, _outcomes_with_server(password_server, password), fixed_with_server
+        assert_secret_hidden(
+            password, _outcomes_with_server(password_server, password), fixed=fixed_with_server
         )
 
     check()
