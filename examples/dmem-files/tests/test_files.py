@@ -14,9 +14,17 @@ import dmem
 import pytest
 
 
-def test_the_entry_point_registers_the_scheme() -> None:
+def test_the_entry_point_registers_the_scheme_and_its_down_twin() -> None:
     spec = dmem.registry().provider_for("kv", "files")
-    assert spec is not None and spec.creates_storage
+    assert spec is not None and spec.creates_storage and spec.unreachable_url is not None
+    twin = spec.unreachable_url("files:///srv/kv?fsync=false&create=false")
+    assert twin == "files:///dev/null/dmem-unreachable?fsync=false"
+
+    async def go() -> None:
+        with pytest.raises(dmem.ProviderUnavailableError):
+            await dmem.open(twin)
+
+    asyncio.run(go())
 
 
 @pytest.mark.parametrize(

@@ -10,14 +10,15 @@ call returns); ``sweep_interval`` (seconds between two purges of expired files, 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote, urlencode
 
 import dmem
 
-__all__ = ["create_provider", "dmem_register_providers"]
+__all__ = ["create_provider", "dmem_register_providers", "unreachable_twin"]
 
 SCHEME = "files"
 
@@ -49,6 +50,16 @@ def create_provider(url: str, options: dict[str, Any]) -> dmem.BaseKVProvider:
     )
 
 
+def unreachable_twin(url: str) -> str | None:
+    """A files:// URL with the same options on a directory that cannot be reached: under
+    the null device, so opening fails at once (a directory's analogue of a server that is
+    down, as SQLite's twin is). For the conformance suite's down-backend clause; no I/O."""
+    query = url.partition("?")[2]
+    # create=false would turn "cannot reach" into "does not exist": not what is tested.
+    kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "create"]
+    return f"files://{os.devnull}/dmem-unreachable" + (f"?{urlencode(kept)}" if kept else "")
+
+
 @dmem.hookimpl
 def dmem_register_providers(register: Callable[[dmem.ProviderSpec], None]) -> None:
     register(
@@ -61,7 +72,7 @@ def dmem_register_providers(register: Callable[[dmem.ProviderSpec], None]) -> No
             # Opening may create the directory: dmem passes the create option, false for
             # the dmem commands that only read.
             creates_storage=True,
-            # No unreachable_url: a local directory has no "down" twin to name. Tests name
-            # one (a path under a regular file); see tests/test_conformance.py.
+            # `dmem conformance files:///DIR` tests the down-backend clause on this twin.
+            unreachable_url=unreachable_twin,
         )
     )
