@@ -34,9 +34,7 @@ from .stateful import run_kv_state_machine
 __all__ = ["KVSuite"]
 
 
-class KVSuite(
-    ValueTests, ArgumentTests, ExpiryTests, ListingTests, StorageTests, LifecycleTests
-):
+class KVSuite(ValueTests, ArgumentTests, ExpiryTests, ListingTests, StorageTests, LifecycleTests):
     """Every clause of the key-value contract, plus the state machine and the guard."""
 
     _dmem_suite_class: ClassVar[bool] = True
