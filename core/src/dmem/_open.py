@@ -86,15 +86,23 @@ def create_provider(
     if "namespace" in merged:  # one rule for every plugin, checked before any is called
         check_namespace(merged["namespace"])
     # Read like any provider's bool option (true/false, 1/0, yes/no, on/off in a URL).
-    create = ProviderOptions({"create": merged.pop("create", True)}, provider="dmem").bool(
-        "create", True
+    common = ProviderOptions(
+        {
+            "create": merged.pop("create", True),
+            "share_connection": merged.pop("share_connection", True),
+        },
+        provider="dmem",
     )
+    create = common.bool("create", True)
+    share = common.bool("share_connection", True)
     reg = reg or registry()
     spec = reg.provider_for(kind, scheme)
     if spec is None:
         raise PluginNotFoundError(_missing_plugin_message(reg, kind, scheme))
     if spec.creates_storage:
         merged["create"] = create
+    if spec.shares_connections:
+        merged["share_connection"] = share
     return spec.factory(base, merged)
 
 
@@ -183,5 +191,10 @@ def open(  # noqa: A001 - dmem.open is the public name, like io.open
     create local storage (a SQLite file, a Chroma directory), :class:`StoreNotFoundError`
     is raised instead and nothing is made. Read-only tools use it, so that a typo in a
     path does not leave an empty database behind.
+
+    Stores of one process opened on the same backend share its connection (client, pool,
+    worker thread), reference-counted and closed with the last of them; every provider
+    takes ``share_connection=False`` for a connection of the store's own. For another
+    namespace over an open store's connection, see :meth:`Store.with_namespace`.
     """
     return _Opening(url, middleware, options)

@@ -55,6 +55,12 @@ class ProviderSpec:
     receives the ``create`` option (a bool; ``False``: raise :class:`StoreNotFoundError`
     at ``initialize()`` rather than create anything). Providers without it never get the
     option: a server's database is there or not, whatever the client asks."""
+    shares_connections: bool = False
+    """True when stores of this process opened on the same backend share one connection
+    (client, pool, worker thread; see :mod:`dmem.sharing`). Then the factory receives the
+    ``share_connection`` option (a bool; ``False``: this store gets a connection of its
+    own). Providers without it never get the option: each of their stores is its own
+    connection already."""
     unreachable_url: Callable[[str], str | None] | None = None
     """Given a URL this provider serves, the same kind of URL pointing at a backend that is
     down (same scheme and options, a closed loopback port), or None when there is none. The

@@ -11,11 +11,12 @@ wrapped in a :class:`ProviderError` with the original as ``__cause__``.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
 from ._codec import decode, encode, encode_many
+from ._derive import DerivedStore
 from ._health import HealthStatus, redact_url
 from ._logging import log, slow_call_log
 from ._pattern import Pattern, compile_pattern
@@ -34,6 +35,7 @@ from .errors import (
     InvalidPatternError,
     InvalidValueError,
     NotInitializedError,
+    NotSupportedError,
     ProviderError,
 )
 from .provider import KVProvider
@@ -142,6 +144,35 @@ class Store:
 
     def __repr__(self) -> str:
         return f"<dmem.Store {self._where()} namespace={self.namespace!r}>"
+
+    # --- other namespaces on the same connection -------------------------------------------
+    def with_namespace(self, namespace: str) -> DerivedStore:
+        """A store on ``namespace`` over this store's connection, with the same middleware.
+
+        ``other = await kv.with_namespace("users")``, or ``async with kv.with_namespace(
+        "users") as other``. Cheap: no new connection, pool or thread, and no round trip to
+        open it (the provider's ``with_namespace``). Middleware are fresh instances from the
+        same specs (a ``Cache`` of its own). Each store is closed on its own: closing this
+        one leaves ``other`` working, and the connection closes with the last store using
+        it. A bad namespace is InvalidArgumentError and a store that is not open
+        NotInitializedError, here and before any I/O; a provider without
+        ``with_namespace`` is NotSupportedError.
+        """
+        self._derivation(namespace)
+        return DerivedStore(self, namespace)
+
+    def _derivation(self, namespace: object) -> Callable[[str], KVProvider]:
+        if self._state != _OPEN:
+            raise self._not_open()
+        check_namespace(namespace)
+        derive = getattr(self._provider, "with_namespace", None)
+        if not callable(derive):
+            raise NotSupportedError(
+                f"{type(self._provider).__name__} cannot open another namespace on its "
+                "connection (it has no with_namespace); open one with "
+                "dmem.open(url, namespace=...)"
+            )
+        return derive  # type: ignore[no-any-return]
 
     # --- single keys -----------------------------------------------------------------------
     async def get(self, key: str, default: Any = None) -> Any:

@@ -11,6 +11,7 @@ key, ``ConnectionError`` for an unreachable backend)::
     │   └── InvalidPatternError               malformed glob
     ├── KeyNotFoundError (KeyError)           ttl()/get_tags() of a missing key
     ├── NotInitializedError (RuntimeError)    call before initialize()/after aclose()
+    ├── NotSupportedError (NotImplementedError) the provider lacks an optional operation
     ├── CorruptValueError                     stored bytes cannot be decoded
     ├── PluginNotFoundError (LookupError)     no plugin for a URL scheme / name
     ├── StoreNotFoundError (FileNotFoundError) create=False and no such file / directory
@@ -33,6 +34,7 @@ __all__ = [
     "InvalidValueError",
     "KeyNotFoundError",
     "NotInitializedError",
+    "NotSupportedError",
     "PluginNotFoundError",
     "ProviderError",
     "ProviderUnavailableError",
@@ -70,6 +72,11 @@ class KeyNotFoundError(DmemError, KeyError):
 
 class NotInitializedError(DmemError, RuntimeError):
     """The store was used before ``initialize()`` or after ``aclose()``."""
+
+
+class NotSupportedError(DmemError, NotImplementedError):
+    """The provider does not offer an optional operation (``Store.with_namespace`` on a
+    provider without ``with_namespace``); the message names the provider."""
 
 
 class CorruptValueError(DmemError):

@@ -30,6 +30,14 @@ checks each one a provider has, and reports its clause as not run where one is m
   live or expired-but-not-purged, bookkeeping (tag indexes, expiry queues) included;
   the suite checks it returns to its baseline after churn, so storage cannot grow
   without bound.
+* ``with_namespace(namespace) -> KVProvider``: a provider on another (valid) namespace of
+  the same backend, sharing this initialized provider's connection: it takes its own
+  reference to it at once, without I/O (see :mod:`dmem.sharing`), so it keeps working
+  after this provider closes and until it is closed itself. ``Store.with_namespace`` calls
+  it, then the new provider's ``initialize()``, which must open no other connection (it
+  may do what a namespace needs, or nothing); its ``aclose()`` gives the reference back.
+  Without it, ``Store.with_namespace`` raises :class:`~dmem.errors.NotSupportedError`.
+  :class:`BaseKVProvider` has no default: only the provider knows its connection.
 
 Third-party authors: subclass :class:`BaseKVProvider` and implement the
 abstract methods; the batch and listing calls then have working (not

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import dmem_conformance
 import pytest
+from alternating import alternating_factory
 from dmem import Cache, Compression
 from pgserver import free_port
 
@@ -27,8 +28,9 @@ class TestPostgresConformance(dmem_conformance.KVSuite):
     @pytest.fixture
     def store_factory(self, postgres_url: str) -> dmem_conformance.StoreFactory:
         pytest.importorskip("asyncpg")
+        # Odd calls share the process's pool, even ones open their own (alternating).
         # A value limit (5 MiB) the suite can cross, for the batch.refused clause.
-        return dmem_conformance.url_factory(
+        return alternating_factory(
             postgres_url, table="dmem_conformance", pool_size=4, max_value_bytes=5 * 1024 * 1024
         )
 

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import dmem_conformance
 import pytest
+from alternating import alternating_factory
 from dmem import Cache, Compression
 
 CHAINS: dict[str, Sequence[Any]] = {
@@ -26,9 +27,10 @@ class TestSQLiteConformance(dmem_conformance.KVSuite):
 
     @pytest.fixture
     def store_factory(self, tmp_path: Path) -> dmem_conformance.StoreFactory:
-        # Every call opens a new provider (thread + connection) on the same file.
+        # Every call opens a new provider on the same file: odd ones on the worker thread
+        # the process shares, even ones on a thread + connection of their own (alternating).
         # A value limit (5 MiB) the suite can cross, for the batch.refused clause.
-        return dmem_conformance.url_factory(
+        return alternating_factory(
             f"sqlite:///{tmp_path / 'conformance.db'}", max_value_bytes=5 * 1024 * 1024
         )
 

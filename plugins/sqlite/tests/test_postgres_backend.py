@@ -88,11 +88,11 @@ async def test_expired_rows_are_purged(postgres_url: str) -> None:
         await kv.clear()
         await kv.set_many({f"short:{i}": i for i in range(30)}, ttl=0.01, tags={"t": "x"})
         await asyncio.sleep(0.05)
-        provider = kv.provider
-        provider._next_purge = 0.0  # type: ignore[attr-defined]  # don't wait 5 s in a test
+        purger = kv.provider._purger  # type: ignore[attr-defined]  # the table's (_pgshared)
+        purger.next = 0.0  # don't wait 5 s in a test
         await kv.set("trigger", 1)
         for _ in range(100):
-            if provider._purge_task is None:  # type: ignore[attr-defined]
+            if purger.task is None:
                 break
             await asyncio.sleep(0.02)
         conn = await asyncpg.connect(postgres_url)

@@ -133,9 +133,10 @@ async def test_tag_rows_follow_every_kind_of_write(tmp_path: Path) -> None:
 
 
 async def test_many_concurrent_writers_on_one_file(tmp_path: Path) -> None:
-    """Group commit within a store, the busy timeout between stores: no 'database is locked'."""
+    """Group commit within a connection, the busy timeout between connections (the second
+    store's own, not the one the process shares): no 'database is locked'."""
     url = f"sqlite:///{tmp_path / 'c.db'}"
-    async with dmem.open(url) as one, dmem.open(url) as two:
+    async with dmem.open(url) as one, dmem.open(url, share_connection=False) as two:
         results = await asyncio.gather(
             *(store.set(f"{n}:{i}", i) for i in range(200) for n, store in (("a", one), ("b", two)))
         )

@@ -2,7 +2,8 @@
 
 ``memory://`` gives a private, empty backend. ``memory://NAME`` shares one
 backend among every store of this process opened with the same NAME, so
-namespaces matter there exactly as they do on a server.
+namespaces matter there exactly as they do on a server. ``Store.with_namespace``
+gives another namespace of the same backend, a private one included.
 
 Every operation runs without an ``await`` between its read and its write, so
 each call (batches included) is atomic with respect to other tasks.
@@ -86,8 +87,18 @@ class MemoryProvider:
         self.namespace = namespace
         self.max_value_bytes = max_value_bytes
         backend = _SHARED.setdefault(shared_name, _Backend()) if shared_name else _Backend()
-        self._space = backend.space(namespace)
+        self._use(backend)
+
+    def _use(self, backend: _Backend) -> None:
+        self._backend = backend
+        self._space = backend.space(self.namespace)
         self._items = self._space.items
+
+    def with_namespace(self, namespace: str) -> MemoryProvider:
+        """A provider on ``namespace`` of the same backend (a private ``memory://`` one too)."""
+        derived = MemoryProvider(namespace=namespace, max_value_bytes=self.max_value_bytes)
+        derived._use(self._backend)
+        return derived
 
     async def initialize(self) -> None:
         pass

@@ -12,6 +12,8 @@ option                    default    meaning
 ``synchronous``           normal     SQLite: ``normal`` (WAL: safe on crash) or ``full``
 ``pool_size``             10         PostgreSQL: connections in the asyncpg pool
 ``command_timeout``       timeout    PostgreSQL: seconds a statement may run
+``share_connection``      true       false: this store's own connection (SQLite: thread),
+                                     not the one the process's stores on it share
 ========================  =========  =======================================================
 """
 
@@ -52,6 +54,7 @@ class SQLiteConfig:
     synchronous: str
     create: bool = True  # False: a missing file is StoreNotFoundError, not created
     max_value_bytes: int | None = None  # larger encoded values: InvalidValueError
+    share_connection: bool = True  # False: a worker thread and connection of its own
 
     @property
     def display(self) -> str:
@@ -79,6 +82,7 @@ class PostgresConfig:
     command_timeout: float
     pool_size: int
     max_value_bytes: int | None = None  # larger encoded values: InvalidValueError
+    share_connection: bool = True  # False: a pool of its own
 
     def connect_kwargs(self) -> dict[str, Any]:
         """host/port/user/password/database for ``asyncpg.connect`` (None: asyncpg's default)."""
@@ -138,6 +142,7 @@ def parse_sqlite(url: str, options: dict[str, Any]) -> SQLiteConfig:
         synchronous=synchronous,
         create=opts.bool("create", True),
         max_value_bytes=opts.max_value_bytes(),
+        share_connection=opts.bool("share_connection", True),
     )
     opts.done()
     return config
@@ -295,6 +300,7 @@ def _parse_postgres(scheme: str, rest: str, options: dict[str, Any]) -> Postgres
         command_timeout=opts.float("command_timeout", timeout),
         pool_size=opts.int("pool_size", 10, minimum=1),
         max_value_bytes=opts.max_value_bytes(),
+        share_connection=opts.bool("share_connection", True),
     )
     opts.done()
     return config

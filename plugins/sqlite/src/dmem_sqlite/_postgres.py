@@ -9,7 +9,7 @@ statement, atomic by themselves).
 from __future__ import annotations
 
 import asyncio
-import logging
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from functools import lru_cache
@@ -26,9 +26,9 @@ from dmem import (
     ProviderUnavailableError,
 )
 from dmem.provider import Entry, refuse_large_values
+from dmem.sharing import Lease
 
 from ._common import (
-    PURGE_BATCH,
     SCHEMA_VERSION,
     dump_tags,
     has_tag,
@@ -40,12 +40,10 @@ from ._common import (
 from ._config import PostgresConfig
 from ._pg_sql import PostgresStatements
 from ._pgpool import ConnectionPool
+from ._pgshared import Purger, Server, open_server
 
 __all__ = ["PostgresProvider"]
 
-log = logging.getLogger("dmem.postgresql")
-
-_PURGE_INTERVAL = 5.0  # seconds between background purges of expired rows
 _PAGE_ROWS = 512
 _FIRST_PAGE_ROWS = 16
 _PAGE_BYTES = 128 * 1024  # and about this many value bytes at most (one row if bigger)
@@ -85,11 +83,10 @@ class PostgresProvider:
         # (ns, key, value, exp, tags): the plain single-row write, which set() calls directly.
         self._plain_set = self._sql.writes[False, True, False].sql
         self._get_sql = self._sql.get.sql
+        self._lease: Lease[Server] | None = None
         self._pool: ConnectionPool | None = None
+        self._purger: Purger | None = None
         self._timeout = config.timeout
-        self._connect_kwargs = config.connect_kwargs()
-        self._next_purge = 0.0
-        self._purge_task: asyncio.Task[None] | None = None
         self._where = f"PostgreSQL {config.display} (table {config.table})"
 
     def __repr__(self) -> str:
@@ -114,32 +111,40 @@ class PostgresProvider:
         return mapped
 
     # --- lifecycle -------------------------------------------------------------------------
-    async def _connect(self) -> asyncpg.Connection:
-        # Keyword arguments, never a DSN (asyncpg's DSN errors quote the URL, see _config).
-        # No command_timeout here: the pool enforces it (one watchdog, no timer per call).
-        return await asyncpg.connect(**self._connect_kwargs, timeout=self._timeout)
-
     async def initialize(self) -> None:
-        config = self._config
-        pool = ConnectionPool(
-            self._connect,
-            size=config.pool_size,
-            timeout=self._timeout,
-            command_timeout=config.command_timeout,
-        )
+        if self._lease is not None:  # made by with_namespace: open already
+            return
+        lease = open_server(self._config)
+        pool = lease.value.pool
         try:
-            conn = await pool.acquire()  # reachable, or ProviderUnavailableError in time
-        except BaseException as exc:
-            await pool.close()
-            raise self._error(exc) from exc
-        try:
-            await self._setup(conn)
-        except BaseException as exc:
-            pool.release(conn, broken=True)
-            await pool.close()
-            raise self._error(exc) from exc
-        pool.release(conn)
-        self._pool = pool
+            try:
+                conn = await pool.acquire()  # reachable, or ProviderUnavailableError in time
+            except BaseException as exc:
+                raise self._error(exc) from exc
+            try:
+                await self._setup(conn)
+            except BaseException as exc:
+                pool.release(conn, broken=True)
+                raise self._error(exc) from exc
+            pool.release(conn)
+        except BaseException:
+            await lease.release()  # the last one closes the pool
+            raise
+        self._adopt(lease)
+
+    def _adopt(self, lease: Lease[Server]) -> None:
+        server = lease.value
+        self._lease, self._pool = lease, server.pool
+        self._purger = server.purger(self._config.table, self._sql.purge.sql)
+
+    def with_namespace(self, namespace: str) -> PostgresProvider:
+        """A provider on ``namespace`` (same server and table) sharing this one's pool; open
+        already (no I/O), closed on its own."""
+        if self._lease is None:
+            raise NotInitializedError("the PostgreSQL provider is not initialized")
+        derived = PostgresProvider(dataclasses.replace(self._config, namespace=namespace))
+        derived._adopt(self._lease.share())
+        return derived
 
     async def _setup(self, conn: asyncpg.Connection) -> None:
         sql = self._sql
@@ -160,13 +165,9 @@ class PostgresProvider:
             )
 
     async def aclose(self) -> None:
-        task, self._purge_task = self._purge_task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+        lease, self._lease, self._pool, self._purger = self._lease, None, None, None
+        if lease is not None:
+            await lease.release()  # the last store closes the pool (and stops the purge)
 
     def _p(self) -> ConnectionPool:
         pool = self._pool
@@ -223,25 +224,10 @@ class PostgresProvider:
 
     # --- expired rows --------------------------------------------------------------------
     def _after_write(self) -> None:
-        """Start a background purge at most every few seconds (writes trigger it)."""
-        now = time.monotonic()
-        if now < self._next_purge or self._purge_task is not None:
-            return
-        self._next_purge = now + _PURGE_INTERVAL
-        self._purge_task = asyncio.get_running_loop().create_task(self._purge())
-
-    async def _purge(self) -> None:
-        try:
-            purged = await self._fetchval(self._sql.purge.sql, now_ms(), PURGE_BATCH)
-            if purged:
-                log.debug("%s: purged %s expired rows", self._config.display, purged)
-        except Exception as exc:  # noqa: BLE001 - best effort; reads filter expiry anyway
-            # The type only: a driver's message may quote the statement's arguments.
-            log.debug(
-                "%s: purge of expired rows failed (%s)", self._config.display, type(exc).__name__
-            )
-        finally:
-            self._purge_task = None
+        """Start the table's background purge, at most every few seconds (``_pgshared``)."""
+        purger = self._purger
+        if purger is not None:
+            purger.after_write()
 
     # --- reads ---------------------------------------------------------------------------
     async def get(self, key: str) -> bytes | None:

@@ -16,22 +16,19 @@ shares it among concurrent writers).
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
+import dataclasses
 import sqlite3
-import sys
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from functools import lru_cache
 from itertools import chain
-from pathlib import Path
 from typing import Any
 
 from dmem import HealthStatus, KeyNotFoundError, Pattern, ProviderError, StoreNotFoundError
 from dmem.provider import Entry, refuse_large_values
+from dmem.sharing import Lease
 
 from ._common import (
-    PURGE_BATCH,
     SCHEMA_VERSION,
     dump_tags,
     has_tag,
@@ -41,12 +38,11 @@ from ._common import (
     upper_bound,
 )
 from ._config import SQLiteConfig
+from ._sqlite_db import Database, open_database
 from ._sqlite_sql import SQLiteStatements, chunk_sizes
 from ._worker import Worker, map_error
 
 __all__ = ["SQLiteProvider"]
-
-log = logging.getLogger("dmem.sqlite")
 
 _MIN_VERSION = (3, 24, 0)  # INSERT ... ON CONFLICT DO UPDATE (upsert)
 _PAGE_ROWS = 512  # rows per scan page
@@ -59,7 +55,8 @@ def _statements(table: str) -> SQLiteStatements:
 
 
 class SQLiteProvider:
-    """A key-value provider on SQLite; one worker thread and connection per store."""
+    """A key-value provider on SQLite; the stores of a process on one file share its worker
+    thread and connection (``_sqlite_db``)."""
 
     name = "sqlite"
     atomic_batches = True  # every call is one transaction on the worker's connection
@@ -69,6 +66,7 @@ class SQLiteProvider:
         self.max_value_bytes = config.max_value_bytes
         self._config = config
         self._sql = _statements(config.table)
+        self._lease: Lease[Database] | None = None
         self._worker: Worker | None = None
         self._where = f"SQLite {config.display} (table {config.table})"
 
@@ -77,6 +75,8 @@ class SQLiteProvider:
 
     # --- lifecycle -------------------------------------------------------------------------
     async def initialize(self) -> None:
+        if self._lease is not None:  # made by with_namespace: open already
+            return
         if sqlite3.sqlite_version_info < _MIN_VERSION:
             raise ProviderError(
                 f"SQLite {sqlite3.sqlite_version} is too old: dmem-sqlite needs >= 3.24 (upsert)"
@@ -84,19 +84,34 @@ class SQLiteProvider:
         path = self._config.path
         if not self._config.create and path is not None and not path.exists():
             raise StoreNotFoundError(f"{self._config.display} does not exist (create=False)")
-        worker = Worker(self._connect, where=self._where, maintenance=self._purge)
-        worker.start()
+        lease = open_database(self._config)
         try:
-            await worker.call(self._setup)
+            await lease.value.worker.call(self._setup)
         except BaseException:
-            await worker.stop()
+            await lease.release()
             raise
-        self._worker = worker
+        self._adopt(lease)
+
+    def _adopt(self, lease: Lease[Database]) -> None:
+        lease.value.add_table(self._config.table, self._sql)
+        self._lease, self._worker = lease, lease.value.worker
+
+    def with_namespace(self, namespace: str) -> SQLiteProvider:
+        """A provider on ``namespace`` (same file and table) sharing this one's worker thread
+        and connection; open already (no I/O), closed on its own."""
+        if self._lease is None:
+            from dmem import NotInitializedError
+
+            raise NotInitializedError("the SQLite provider is not initialized")
+        derived = SQLiteProvider(dataclasses.replace(self._config, namespace=namespace))
+        derived._adopt(self._lease.share())
+        return derived
 
     async def aclose(self) -> None:
-        worker, self._worker = self._worker, None
-        if worker is not None:
-            await worker.stop()
+        lease, self._lease, self._worker = self._lease, None, None
+        if lease is not None:
+            lease.value.remove_table(self._config.table)
+            await lease.release()
 
     def _w(self) -> Worker:
         worker = self._worker
@@ -106,50 +121,7 @@ class SQLiteProvider:
             raise NotInitializedError("the SQLite provider is not initialized")
         return worker
 
-    # --- worker thread: connection and schema ----------------------------------------------
-    def _connect(self) -> sqlite3.Connection:
-        config = self._config
-        if config.path is None:
-            target = ":memory:"
-        else:
-            _create_private(config.path)
-            target = str(config.path)
-        conn = sqlite3.connect(
-            target,
-            timeout=config.busy_timeout,
-            isolation_level=None,  # we issue BEGIN/COMMIT ourselves
-            check_same_thread=False,
-            cached_statements=256,
-        )
-        try:
-            if config.path is not None:
-                self._wal(conn)
-            # Fixed literals only: never user text in a PRAGMA.
-            conn.execute(
-                "PRAGMA synchronous=FULL"
-                if config.synchronous == "full"
-                else "PRAGMA synchronous=NORMAL"
-            )
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def _wal(self, conn: sqlite3.Connection) -> None:
-        # Switching a new file to WAL needs a moment of exclusive access; when another
-        # process is doing the same, retry within the busy timeout instead of failing.
-        deadline = time.monotonic() + self._config.busy_timeout
-        while True:
-            try:
-                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-                break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01)
-        if str(mode).lower() != "wal":
-            raise ProviderError(f"{self._where}: could not switch to WAL (journal_mode={mode})")
-
+    # --- worker thread: schema ----------------------------------------------------------
     def _setup(self, conn: sqlite3.Connection) -> None:
         sql = self._sql
         conn.execute("BEGIN IMMEDIATE")
@@ -168,18 +140,6 @@ class SQLiteProvider:
                 f"{self._where}: schema version {version} was written by a newer dmem-sqlite "
                 f"(this one knows {SCHEMA_VERSION}); upgrade dmem-sqlite"
             )
-
-    def _purge(self, conn: sqlite3.Connection) -> None:
-        """Remove up to PURGE_BATCH expired rows (any namespace) and their tags."""
-        sql = self._sql
-        now = now_ms()
-        rows = conn.execute(
-            sql.purge_select.sql, sql.purge_select.args(now=now, limit=PURGE_BATCH)
-        ).fetchall()
-        if rows:
-            conn.executemany(sql.tags_delete.sql, rows)
-            conn.executemany(sql.purge_kv.sql, [(ns, key, now) for ns, key in rows])
-            log.debug("%s: purged %d expired rows", self._where, len(rows))
 
     def _tags_in_use(self, conn: sqlite3.Connection) -> bool:
         sql = self._sql.tags_any
@@ -490,45 +450,3 @@ class SQLiteProvider:
 
 def _journal_mode(conn: sqlite3.Connection) -> str:
     return str(conn.execute("PRAGMA journal_mode").fetchone()[0])
-
-
-def _create_private(path: Path) -> None:
-    """Create ``path``'s missing directories (0700) and, if it is new, the file (0600).
-
-    Agent memory holds secrets, so what dmem creates is readable by its owner only. The
-    modes are set explicitly rather than left to the umask, which only takes bits away
-    (022 leaves 0755/0644; 277 would take the owner's write bit too). What exists keeps
-    its mode: the user made it and chose. SQLite creates the ``-wal``, ``-shm`` and
-    ``-journal`` files with the database file's mode (it ``fchmod``s them to it), so
-    creating the file here, before SQLite would with 0644, keeps them private as well.
-    Runs once, when the store opens.
-    """
-    _make_private_dirs(path.parent)
-    try:
-        # O_EXCL: never open (or chmod) a file that exists, nor follow a symlink there.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    try:
-        if sys.platform != "win32":  # Windows has no owner/group/other bits to set
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
-
-
-def _make_private_dirs(directory: Path) -> None:
-    """Create ``directory`` and its missing parents, each 0700 (existing ones are left alone).
-
-    0700 is what the XDG Base Directory spec asks of a data directory an application
-    creates. A parent made meanwhile by someone else (``FileExistsError``) is theirs.
-    """
-    missing: list[Path] = []
-    while not os.path.lexists(directory) and directory.parent != directory:
-        missing.append(directory)
-        directory = directory.parent
-    for made in reversed(missing):
-        try:
-            os.mkdir(made, 0o700)
-        except FileExistsError:
-            continue
-        os.chmod(made, 0o700)  # mkdir's mode went through the umask

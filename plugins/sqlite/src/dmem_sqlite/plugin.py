@@ -79,6 +79,7 @@ def dmem_register_providers(register: Callable[[ProviderSpec], None]) -> None:
             unreachable_url=unreachable_sqlite,
             description="SQLite file (WAL, durable commits), the embedded default",
             creates_storage=True,
+            shares_connections=True,
         )
     )
     register(
@@ -89,5 +90,6 @@ def dmem_register_providers(register: Callable[[ProviderSpec], None]) -> None:
             factory=create_postgres_provider,
             unreachable_url=unreachable_postgres,
             description="PostgreSQL server through asyncpg (extra: postgresql)",
+            shares_connections=True,
         )
     )
