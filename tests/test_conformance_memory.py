@@ -23,7 +23,7 @@ class TestMemoryConformance(dmem_conformance.KVSuite):
     lacks: ClassVar[dict[str, str]] = {
         "unreachable": "the memory backend is in-process: it cannot be down"
     }
-    requires_members: ClassVar[frozenset[str]] = frozenset({"footprint", "max_value_bytes"})
+    requires_members: ClassVar[frozenset[str]] = dmem_conformance.OPTIONAL_MEMBERS
 
     @pytest.fixture(params=list(CHAINS.values()), ids=list(CHAINS))
     def middleware(self, request: pytest.FixtureRequest) -> Sequence[Any]:

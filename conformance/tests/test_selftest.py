@@ -42,6 +42,10 @@ EXPECTED: dict[str, set[str]] = {
     "healthy-while-down": {"errors.unavailable"},
     "raw-error-when-down": {"errors.unavailable"},
     "namespace-unchecked": {"namespaces.rule"},
+    "incr-read-then-write": {"counter.exact"},
+    "incr-rewrites-key": {"counter.semantics"},
+    "cas-read-then-write": {"cas.contenders"},
+    "delete-by-tag-crosses-namespaces": {"tags.delete-by-tag"},
 }
 
 

@@ -67,7 +67,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from . import testkit
     from ._bridge import LoopBridge
-    from ._clauses import CAPABILITIES, CLAUSES
+    from ._clauses import CAPABILITIES, CLAUSES, OPTIONAL_MEMBERS, V1_1_OPERATIONS
     from ._env import backend_missing
     from ._factory import StoreFactory, url_factory
     from ._marks import clause, xfail
@@ -81,6 +81,8 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "CAPABILITIES": "._clauses",
     "CLAUSES": "._clauses",
+    "OPTIONAL_MEMBERS": "._clauses",
+    "V1_1_OPERATIONS": "._clauses",
     "KVStateMachine": ".stateful",
     "KVSuite": ".kv_suite",
     "LoopBridge": "._bridge",
@@ -104,8 +106,10 @@ __all__ = [
     "KVStateMachine",
     "KVSuite",
     "LoopBridge",
+    "OPTIONAL_MEMBERS",
     "PROFILE_NAMES",
     "StoreFactory",
+    "V1_1_OPERATIONS",
     "VectorStoreFactory",
     "VectorSuite",
     "backend_missing",

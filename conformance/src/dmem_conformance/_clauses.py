@@ -6,7 +6,13 @@ report results clause by clause, so a failure says which promise is broken.
 
 from __future__ import annotations
 
-__all__ = ["CAPABILITIES", "CLAUSES", "OPTIONAL_SKIP_PREFIX"]
+__all__ = [
+    "CAPABILITIES",
+    "CLAUSES",
+    "OPTIONAL_MEMBERS",
+    "OPTIONAL_SKIP_PREFIX",
+    "V1_1_OPERATIONS",
+]
 
 OPTIONAL_SKIP_PREFIX = "dmem: not run, the provider lacks"
 """A clause that checks an optional provider member (docs/plugin-authors.md) skips with
@@ -44,6 +50,15 @@ CLAUSES: dict[str, str] = {
     "nx.batch-connections": (
         "set_many(if_not_exists): each key won exactly once across independent connections"
     ),
+    "counter.exact": "incr (v1.1): 8 connections x 500 increments = exactly 4,000",
+    "counter.semantics": (
+        "incr (v1.1): starts at 0, ttl only on create, keeps expiry and tags; "
+        "non-int or 64-bit overflow -> InvalidValueError, unchanged"
+    ),
+    "cas.semantics": (
+        "compare_and_set/delete (v1.1): act only on equal encoded bytes of a live key"
+    ),
+    "cas.contenders": "compare_and_set/delete (v1.1): exactly one winner among contenders",
     "ttl.expiry": "TTL: live for at least t-10ms, gone after t+50ms",
     "ttl.absent-everywhere": "TTL: an expired key is absent for every call",
     "ttl.remaining": "ttl(): seconds left (ms resolution, rounded up), None without expiry",
@@ -54,6 +69,10 @@ CLAUSES: dict[str, str] = {
     "tags.replace": "Tags: set replaces a key's tags; no tags means none",
     "tags.delete": "Tags: delete drops them; find_by_tag never returns a deleted key",
     "tags.expiry": "Tags: expiry drops them",
+    "tags.delete-by-tag": (
+        "delete_by_tag (v1.1): removes the live keys with that tag, counts them, "
+        "not expired, retagged or other namespaces' keys"
+    ),
     "tags.values": "Tags: names and values with ':' and any character, never confused",
     "patterns.match": "Patterns: keys/count/scan equal the core matcher on the data",
     "patterns.unicode": "Patterns: '?' is one code point, also on non-ASCII keys",
@@ -85,6 +104,13 @@ CLAUSES: dict[str, str] = {
     "model.state-machine": "Everything together: random call sequences agree with a dict model",
     "suite.guard": "Suite: tests are not overridden or deleted without xfail(reason=...)",
 }
+
+V1_1_OPERATIONS = ("incr", "compare_and_set", "compare_and_delete", "delete_by_tag")
+"""The provider operations contract v1.1 adds; optional, each with its clauses."""
+
+OPTIONAL_MEMBERS = frozenset({"footprint", "max_value_bytes", *V1_1_OPERATIONS})
+"""Every optional provider member a clause checks: what ``requires_members`` may list,
+and what the project's own backends all have."""
 
 CAPABILITIES: dict[str, str] = {
     "shared_connections": (

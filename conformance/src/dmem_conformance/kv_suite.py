@@ -22,6 +22,7 @@ from hypothesis import settings
 
 from ._bridge import LoopBridge
 from ._kv_arguments import ArgumentTests
+from ._kv_coordination import CoordinationTests
 from ._kv_expiry import ExpiryTests
 from ._kv_lifecycle import LifecycleTests
 from ._kv_listing import ListingTests
@@ -34,7 +35,15 @@ from .stateful import run_kv_state_machine
 __all__ = ["KVSuite"]
 
 
-class KVSuite(ValueTests, ArgumentTests, ExpiryTests, ListingTests, StorageTests, LifecycleTests):
+class KVSuite(
+    ValueTests,
+    ArgumentTests,
+    ExpiryTests,
+    ListingTests,
+    StorageTests,
+    CoordinationTests,
+    LifecycleTests,
+):
     """Every clause of the key-value contract, plus the state machine and the guard."""
 
     _dmem_suite_class: ClassVar[bool] = True

@@ -263,6 +263,28 @@ class _RawKeyspace(Correct):
     async def ttl(self, key: str) -> float | None:
         return await self.inner.ttl(self._raw(key))
 
+    async def incr(self, key: str, delta: int, *, ttl_ms: int | None) -> int:
+        return await super().incr(self._raw(key), delta, ttl_ms=ttl_ms)
+
+    async def compare_and_set(
+        self,
+        key: str,
+        expected: bytes,
+        value: bytes,
+        *,
+        ttl_ms: int | None,
+        tags: Mapping[str, str],
+    ) -> bool:
+        return await super().compare_and_set(
+            self._raw(key), expected, value, ttl_ms=ttl_ms, tags=tags
+        )
+
+    async def compare_and_delete(self, key: str, expected: bytes) -> bool:
+        return await super().compare_and_delete(self._raw(key), expected)
+
+    async def delete_by_tag(self, name: str, value: str) -> int:
+        return await self.delete_many(await self.find_by_tag(name, value))
+
 
 class NamespacePrefixLeak(_RawKeyspace):
     """Raw key = namespace + key with no separator: namespace "a" sees "ab"'s keys."""
@@ -277,6 +299,13 @@ class ClearCrossesNamespaces(_RawKeyspace):
         mine = await self.count(_ALL)
         await self.inner.clear()
         return mine
+
+
+class DeleteByTagCrossesNamespaces(_RawKeyspace):
+    """delete_by_tag runs on the whole shared keyspace: every namespace's tagged keys go."""
+
+    async def delete_by_tag(self, name: str, value: str) -> int:
+        return await self.inner.delete_by_tag(name, value)
 
 
 class GetManyReturnsExpired(Correct):
@@ -455,6 +484,55 @@ class BatchNxRace(Correct):
             await asyncio.sleep(0)
             items = [(key, value) for key, value in items if key not in live]
         return await self.inner.set_many(items, ttl_ms=ttl_ms, if_not_exists=False, tags=tags)
+
+
+class IncrReadThenWrite(Correct):
+    """incr as get, then set of the sum, with an await between: increments get lost."""
+
+    async def incr(self, key: str, delta: int, *, ttl_ms: int | None) -> int:
+        entry = await self.inner.get_entry(key)
+        current = 0 if entry is None else int(entry[0])
+        await asyncio.sleep(0)
+        left = ttl_ms if entry is None else entry[1]
+        tags = {} if entry is None else await self.inner.get_tags(key)
+        await self.inner.set(
+            key, str(current + delta).encode(), ttl_ms=left, if_not_exists=False, tags=tags
+        )
+        return current + delta
+
+
+class IncrRewritesKey(Correct):
+    """incr writes the sum as a fresh key: the ttl given replaces the expiry, tags go."""
+
+    async def incr(self, key: str, delta: int, *, ttl_ms: int | None) -> int:
+        result = await self.inner.incr(key, delta, ttl_ms=ttl_ms)
+        await self.inner.set(key, str(result).encode(), ttl_ms=ttl_ms, if_not_exists=False, tags={})
+        return result
+
+
+class CasReadThenWrite(Correct):
+    """compare_and_set/delete as a get, a compare and a write, with an await between."""
+
+    async def compare_and_set(
+        self,
+        key: str,
+        expected: bytes,
+        value: bytes,
+        *,
+        ttl_ms: int | None,
+        tags: Mapping[str, str],
+    ) -> bool:
+        if await self.inner.get(key) != expected:
+            return False
+        await asyncio.sleep(0)
+        return await self.inner.set(key, value, ttl_ms=ttl_ms, if_not_exists=False, tags=tags)
+
+    async def compare_and_delete(self, key: str, expected: bytes) -> bool:
+        if await self.inner.get(key) != expected:
+            return False
+        await asyncio.sleep(0)
+        await self.inner.delete(key)
+        return True
 
 
 class TtlInMilliseconds(Correct):
@@ -721,6 +799,10 @@ BUGS: dict[str, type[Correct]] = {
     "healthy-while-down": HealthyWhileDown,
     "raw-error-when-down": RawErrorWhenDown,
     "namespace-unchecked": NamespaceUnchecked,
+    "incr-read-then-write": IncrReadThenWrite,
+    "incr-rewrites-key": IncrRewritesKey,
+    "cas-read-then-write": CasReadThenWrite,
+    "delete-by-tag-crosses-namespaces": DeleteByTagCrossesNamespaces,
 }
 
 VALUE_LIMIT = 5 * 1024 * 1024  # a max_value_bytes the batch.refused clause can cross
@@ -747,7 +829,7 @@ def make_down_provider(kind: str, namespace: str) -> KVProvider:
 
 
 class TestBrokenBackend(dmem_conformance.KVSuite):
-    requires_members: ClassVar[frozenset[str]] = frozenset({"footprint", "max_value_bytes"})
+    requires_members: ClassVar[frozenset[str]] = dmem_conformance.OPTIONAL_MEMBERS
 
     @pytest.fixture
     def store_factory(self) -> dmem_conformance.StoreFactory:

@@ -10,6 +10,7 @@ See docs/ for the contract, the plugin-author guide and the backends.
 from __future__ import annotations
 
 from ._codec import decode, encode
+from ._coordination import Lock
 from ._health import HealthStatus, redact_url
 from ._open import create_provider, default_url, open  # noqa: A004 - dmem.open is the API
 from ._options import ProviderOptions
@@ -26,6 +27,8 @@ from .errors import (
     InvalidPatternError,
     InvalidValueError,
     KeyNotFoundError,
+    LockLostError,
+    LockNotAcquiredError,
     NotInitializedError,
     NotSupportedError,
     PluginNotFoundError,
@@ -70,6 +73,9 @@ __all__ = [
     "InvalidValueError",
     "KVProvider",
     "KeyNotFoundError",
+    "Lock",
+    "LockLostError",
+    "LockNotAcquiredError",
     "MAX_NAMESPACE_BYTES",
     "MIN_VALUE_LIMIT",
     "MemorySystem",

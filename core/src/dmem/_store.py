@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Any
 
 from ._codec import decode, encode, encode_many
+from ._coordination import CoordinationMixin
 from ._derive import DerivedStore
 from ._health import HealthStatus, redact_url
 from ._logging import log, slow_call_log
@@ -52,7 +53,7 @@ def _wrap(exc: Exception) -> ProviderError:
     return ProviderError(f"backend error: {type(exc).__module__}.{type(exc).__name__}: {exc}")
 
 
-class Store:
+class Store(CoordinationMixin):
     """A key-value store over one provider and a middleware chain.
 
     Get one with ``await dmem.open(url)``; or build it from a provider and
@@ -136,6 +137,9 @@ class Store:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    def _is_open(self) -> bool:
+        return self._state == _OPEN
 
     def _not_open(self) -> NotInitializedError:
         if self._state == _NEW:

@@ -12,6 +12,8 @@ key, ``ConnectionError`` for an unreachable backend)::
     ├── KeyNotFoundError (KeyError)           ttl()/get_tags() of a missing key
     ├── NotInitializedError (RuntimeError)    call before initialize()/after aclose()
     ├── NotSupportedError (NotImplementedError) the provider lacks an optional operation
+    ├── LockNotAcquiredError (TimeoutError)   Lock: still held by another after ``wait``
+    ├── LockLostError                         Lock: its ttl ran out while held
     ├── CorruptValueError                     stored bytes cannot be decoded
     ├── PluginNotFoundError (LookupError)     no plugin for a URL scheme / name
     ├── StoreNotFoundError (FileNotFoundError) create=False and no such file / directory
@@ -33,6 +35,8 @@ __all__ = [
     "InvalidPatternError",
     "InvalidValueError",
     "KeyNotFoundError",
+    "LockLostError",
+    "LockNotAcquiredError",
     "NotInitializedError",
     "NotSupportedError",
     "PluginNotFoundError",
@@ -77,6 +81,15 @@ class NotInitializedError(DmemError, RuntimeError):
 class NotSupportedError(DmemError, NotImplementedError):
     """The provider does not offer an optional operation (``Store.with_namespace`` on a
     provider without ``with_namespace``); the message names the provider."""
+
+
+class LockNotAcquiredError(DmemError, TimeoutError):
+    """``Store.lock``: another owner still held the lock when ``wait`` ran out."""
+
+
+class LockLostError(DmemError):
+    """``Store.lock``: the lock's ttl ran out while it was held, so another owner may have
+    taken it; raised when leaving the ``async with`` block."""
 
 
 class CorruptValueError(DmemError):

@@ -24,6 +24,7 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
+from .._counter import add_to_counter, encode_counter, parse_counter
 from .._health import HealthStatus
 from .._options import ProviderOptions
 from .._pattern import Pattern
@@ -347,6 +348,54 @@ class MemoryProvider:
         if found is None:
             raise KeyNotFoundError(f"key {key!r} is not live")
         return None if found[1] is None else found[1] / 1000
+
+    # --- contract v1.1: counters, compare-and-set, delete-by-tag ------------------------------
+    async def incr(self, key: str, delta: int, *, ttl_ms: int | None) -> int:
+        self._purge_due(_now())
+        item = self._live(key)
+        if item is None:
+            result = add_to_counter(0, delta)
+            self._write(key, encode_counter(result), ttl_ms, {})
+            return result
+        result = add_to_counter(parse_counter(item.value), delta)
+        item.value = encode_counter(result)  # in place: expiry and tags stay
+        return result
+
+    async def compare_and_set(
+        self,
+        key: str,
+        expected: bytes,
+        value: bytes,
+        *,
+        ttl_ms: int | None,
+        tags: Mapping[str, str],
+    ) -> bool:
+        refuse_large_values((value,), self.max_value_bytes)
+        self._purge_due(_now())
+        item = self._live(key)
+        if item is None or item.value != expected:
+            return False
+        self._write(key, value, ttl_ms, tags)
+        return True
+
+    async def compare_and_delete(self, key: str, expected: bytes) -> bool:
+        self._purge_due(_now())
+        item = self._live(key)
+        if item is None or item.value != expected:
+            return False
+        self._remove(key, item)
+        return True
+
+    async def delete_by_tag(self, name: str, value: str) -> int:
+        self._purge_due(_now())
+        members = self._space.tag_index.get((name, value))
+        removed = 0
+        for key in list(members or ()):
+            item = self._live(key)
+            if item is not None:
+                self._remove(key, item)
+                removed += 1
+        return removed
 
     async def footprint(self) -> int:
         """Records held for this namespace: items, tag-index entries and queued deadlines."""

@@ -8,10 +8,11 @@ forwards every call to ``inner``; a middleware overrides only what it changes.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from .._health import HealthStatus
 from .._pattern import Pattern
+from ..errors import NotSupportedError
 from ..provider import Entry, KVProvider
 
 __all__ = ["Middleware", "Wrapper"]
@@ -115,3 +116,40 @@ class Wrapper:
 
     async def health(self) -> HealthStatus:
         return await self.inner.health()
+
+    # --- optional operations (contract v1.1): forwarded when the inner provider has them -----
+    def _inner_op(self, name: str) -> Any:
+        found = getattr(self.inner, name, None)
+        if not callable(found):
+            inner = type(self.inner)
+            raise NotSupportedError(
+                f"{inner.__module__}.{inner.__qualname__} does not support {name} "
+                "(an optional provider operation of contract v1.1)"
+            )
+        return found
+
+    async def incr(self, key: str, delta: int, *, ttl_ms: int | None) -> int:
+        result: int = await self._inner_op("incr")(key, delta, ttl_ms=ttl_ms)
+        return result
+
+    async def compare_and_set(
+        self,
+        key: str,
+        expected: bytes,
+        value: bytes,
+        *,
+        ttl_ms: int | None,
+        tags: Mapping[str, str],
+    ) -> bool:
+        written: bool = await self._inner_op("compare_and_set")(
+            key, expected, value, ttl_ms=ttl_ms, tags=tags
+        )
+        return written
+
+    async def compare_and_delete(self, key: str, expected: bytes) -> bool:
+        removed: bool = await self._inner_op("compare_and_delete")(key, expected)
+        return removed
+
+    async def delete_by_tag(self, name: str, value: str) -> int:
+        removed: int = await self._inner_op("delete_by_tag")(name, value)
+        return removed

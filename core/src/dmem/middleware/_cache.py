@@ -229,6 +229,43 @@ class CacheProvider(Wrapper):
         finally:
             self._invalidate((key,))
 
+    async def incr(self, key: str, delta: int, *, ttl_ms: int | None) -> int:
+        self._invalidate((key,))
+        try:
+            return await super().incr(key, delta, ttl_ms=ttl_ms)
+        finally:
+            self._invalidate((key,))
+
+    async def compare_and_set(
+        self,
+        key: str,
+        expected: bytes,
+        value: bytes,
+        *,
+        ttl_ms: int | None,
+        tags: Mapping[str, str],
+    ) -> bool:
+        self._invalidate((key,))
+        try:
+            return await super().compare_and_set(key, expected, value, ttl_ms=ttl_ms, tags=tags)
+        finally:
+            self._invalidate((key,))
+
+    async def compare_and_delete(self, key: str, expected: bytes) -> bool:
+        self._invalidate((key,))
+        try:
+            return await super().compare_and_delete(key, expected)
+        finally:
+            self._invalidate((key,))
+
+    async def delete_by_tag(self, name: str, value: str) -> int:
+        # Which keys carry the tag is the backend's to know: forget everything cached.
+        self._clear_all()
+        try:
+            return await super().delete_by_tag(name, value)
+        finally:
+            self._clear_all()
+
     async def clear(self) -> int:
         self._clear_all()
         try:

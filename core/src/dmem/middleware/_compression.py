@@ -242,3 +242,22 @@ class CompressionProvider(Wrapper):
     async def scan(self, pattern: Pattern) -> AsyncIterator[tuple[str, bytes]]:
         async for key, stored in self.inner.scan(pattern):
             yield key, self.unpack(stored)
+
+    # compare_and_* compare stored bytes: ``expected`` packed as a write of it would be
+    # (compression is deterministic for one algorithm and level). incr needs nothing: an
+    # int's text is never stored compressed (too short to shrink).
+    async def compare_and_set(
+        self,
+        key: str,
+        expected: bytes,
+        value: bytes,
+        *,
+        ttl_ms: int | None,
+        tags: Mapping[str, str],
+    ) -> bool:
+        return await super().compare_and_set(
+            key, self.pack(expected), self.pack(value), ttl_ms=ttl_ms, tags=tags
+        )
+
+    async def compare_and_delete(self, key: str, expected: bytes) -> bool:
+        return await super().compare_and_delete(key, self.pack(expected))
