@@ -46,6 +46,8 @@ EXPECTED: dict[str, set[str]] = {
     "incr-rewrites-key": {"counter.semantics"},
     "cas-read-then-write": {"cas.contenders"},
     "delete-by-tag-crosses-namespaces": {"tags.delete-by-tag"},
+    "compare-and-delete-ignores-value": {"lock.exclusive", "cas.semantics"},
+    "misses-remembered": {"get-or-set.single-flight"},
 }
 
 

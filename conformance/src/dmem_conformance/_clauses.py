@@ -59,6 +59,14 @@ CLAUSES: dict[str, str] = {
         "compare_and_set/delete (v1.1): act only on equal encoded bytes of a live key"
     ),
     "cas.contenders": "compare_and_set/delete (v1.1): exactly one winner among contenders",
+    "get-or-set.single-flight": (
+        "get_or_set (v1.1): one factory call for concurrent callers, errors to all, "
+        "nothing stored on error; lock=True across connections"
+    ),
+    "lock.exclusive": (
+        "Store.lock (v1.1): one holder at a time across connections; only the owner "
+        "releases or extends; a lost lock is reported"
+    ),
     "ttl.expiry": "TTL: live for at least t-10ms, gone after t+50ms",
     "ttl.absent-everywhere": "TTL: an expired key is absent for every call",
     "ttl.remaining": "ttl(): seconds left (ms resolution, rounded up), None without expiry",

@@ -200,3 +200,81 @@ class CoordinationTests(SuiteBase):
         assert await store.delete_by_tag("nobody", "x") == 0
         assert await store.delete_by_tag("user", "2") == 2
         assert await store.count() == 0
+
+    # --- get_or_set and locks (the store's, over the operations above) ------------------------
+    @clause("get-or-set.single-flight")
+    async def test_get_or_set_single_flight(
+        self, store: dmem.Store, dmem_stores: StorePool
+    ) -> None:
+        calls = 0
+
+        async def factory() -> dict[str, int]:
+            nonlocal calls
+            calls += 1
+            await asyncio.sleep(0.05)
+            return {"n": calls}
+
+        got = await asyncio.gather(*(store.get_or_set("cold", factory, ttl=60) for _ in range(50)))
+        assert calls == 1, f"50 concurrent get_or_set on one cold key called the factory {calls}x"
+        assert all(value == {"n": 1} for value in got)
+        assert await store.get("cold") == {"n": 1}
+
+        class Boom(Exception):
+            pass
+
+        async def failing() -> int:
+            await asyncio.sleep(0.02)
+            raise Boom
+
+        results = await asyncio.gather(
+            *(store.get_or_set("bad", failing) for _ in range(10)), return_exceptions=True
+        )
+        assert all(isinstance(r, Boom) for r in results), "the factory's error reaches everyone"
+        assert not await store.exists("bad"), "a failed factory stored something"
+
+        # lock=True: callers on other connections wait for the one factory call too.
+        self._needs(store, "compare_and_delete")
+        conns = await self._connections(store, dmem_stores, 4)
+        calls = 0
+        got = await asyncio.gather(
+            *(conns[n % 4].get_or_set("shared", factory, lock=True) for n in range(20))
+        )
+        assert calls == 1, f"get_or_set(lock=True) on 4 connections called the factory {calls}x"
+        assert all(value == got[0] for value in got)
+        assert await store.keys("dmem:lock:*") == [], "get_or_set left its lock behind"
+
+    @clause("lock.exclusive")
+    async def test_lock_mutual_exclusion(self, store: dmem.Store, dmem_stores: StorePool) -> None:
+        self._needs(store, "compare_and_set", "compare_and_delete")
+        conns = await self._connections(store, dmem_stores, 4)
+        inside = 0
+        most = 0
+
+        async def worker(conn: dmem.Store) -> None:
+            nonlocal inside, most
+            for _ in range(3):
+                async with conn.lock("job", ttl=10, wait=30):
+                    inside += 1
+                    most = max(most, inside)
+                    await asyncio.sleep(0.005)
+                    inside -= 1
+
+        await asyncio.gather(*(worker(conns[n % 4]) for n in range(8)))
+        assert most == 1, f"{most} holders of one lock at the same time"
+        assert not await store.exists("job"), "the lock's key stayed after release"
+
+        held = store.lock("held", ttl=10)
+        await held.acquire()
+        with pytest.raises(dmem.LockNotAcquiredError):
+            await conns[-1].lock("held", ttl=10, wait=0.05).acquire()
+        other = conns[-1].lock("held", ttl=10)
+        assert not await other.release(), "a non-owner released the lock"
+        assert await held.extend(20)
+        assert await held.release()
+
+        brief = await store.lock("brief", ttl=0.05).__aenter__()
+        await asyncio.sleep(0.12)  # its ttl runs out while held; another takes the key
+        assert await conns[-1].set("brief", "thief", if_not_exists=True)
+        with pytest.raises(dmem.LockLostError):
+            await brief.__aexit__(None, None, None)
+        assert await store.get("brief") == "thief", "the owner of an expired lock deleted it"

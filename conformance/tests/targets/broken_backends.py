@@ -13,6 +13,7 @@ import asyncio
 import os
 import re
 import struct
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, ClassVar, NoReturn
 
@@ -535,6 +536,47 @@ class CasReadThenWrite(Correct):
         return True
 
 
+class CompareAndDeleteIgnoresValue(Correct):
+    """compare_and_delete deletes any live key, whatever its value: anyone can release a
+    lock (its owner's token is never checked)."""
+
+    async def compare_and_delete(self, key: str, expected: bytes) -> bool:
+        return await self.inner.delete(key)
+
+
+class MissesRemembered(Correct):
+    """A connection remembers for a second that a key was missing (a negative read cache):
+    it does not see another connection's write of that key in the meantime."""
+
+    def _misses(self) -> dict[str, float]:
+        if not hasattr(self, "_missed"):
+            self._missed: dict[str, float] = {}
+        return self._missed
+
+    async def get(self, key: str) -> bytes | None:
+        until = self._misses().get(key)
+        if until is not None and time.monotonic() < until:
+            return None
+        data = await self.inner.get(key)
+        if data is None:
+            self._misses()[key] = time.monotonic() + 1.0
+        return data
+
+    async def set(
+        self,
+        key: str,
+        value: bytes,
+        *,
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> bool:
+        self._misses().pop(key, None)
+        return await self.inner.set(
+            key, value, ttl_ms=ttl_ms, if_not_exists=if_not_exists, tags=tags
+        )
+
+
 class TtlInMilliseconds(Correct):
     """ttl() reports milliseconds instead of seconds."""
 
@@ -803,6 +845,8 @@ BUGS: dict[str, type[Correct]] = {
     "incr-rewrites-key": IncrRewritesKey,
     "cas-read-then-write": CasReadThenWrite,
     "delete-by-tag-crosses-namespaces": DeleteByTagCrossesNamespaces,
+    "compare-and-delete-ignores-value": CompareAndDeleteIgnoresValue,
+    "misses-remembered": MissesRemembered,
 }
 
 VALUE_LIMIT = 5 * 1024 * 1024  # a max_value_bytes the batch.refused clause can cross

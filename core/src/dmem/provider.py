@@ -30,6 +30,21 @@ checks each one a provider has, and reports its clause as not run where one is m
   live or expired-but-not-purged, bookkeeping (tag indexes, expiry queues) included;
   the suite checks it returns to its baseline after churn, so storage cannot grow
   without bound.
+* Contract v1.1 operations, each atomic against every other writer (the store raises
+  :class:`~dmem.errors.NotSupportedError` naming the provider when one is missing; there
+  is deliberately no non-atomic default in :class:`BaseKVProvider`):
+
+  - ``async incr(key, delta, *, ttl_ms) -> int``: the live value parsed with
+    :func:`parse_counter` (else InvalidValueError, nothing changed) plus ``delta``
+    (:func:`add_to_counter`: InvalidValueError outside signed 64-bit), written back as
+    :func:`encode_counter` keeping expiry and tags; a missing or expired key is created
+    with ``ttl_ms`` and no tags, starting from 0.
+  - ``async compare_and_set(key, expected, value, *, ttl_ms, tags) -> bool``: when the
+    live value's bytes equal ``expected``, a ``set`` of value, ttl and tags.
+  - ``async compare_and_delete(key, expected) -> bool``: likewise, a ``delete``.
+  - ``async delete_by_tag(name, value) -> int``: deletes this namespace's live keys
+    tagged ``name=value``, returns how many.
+
 * ``with_namespace(namespace) -> KVProvider``: a provider on another (valid) namespace of
   the same backend, sharing this initialized provider's connection: it takes its own
   reference to it at once, without I/O (see :mod:`dmem.sharing`), so it keeps working
@@ -52,11 +67,23 @@ import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
+from ._counter import INT64_MAX, INT64_MIN, add_to_counter, encode_counter, parse_counter
 from ._health import HealthStatus
 from ._pattern import Pattern
 from .errors import InvalidValueError, KeyNotFoundError
 
-__all__ = ["MIN_VALUE_LIMIT", "BaseKVProvider", "Entry", "KVProvider", "refuse_large_values"]
+__all__ = [
+    "INT64_MAX",
+    "INT64_MIN",
+    "MIN_VALUE_LIMIT",
+    "BaseKVProvider",
+    "Entry",
+    "KVProvider",
+    "add_to_counter",
+    "encode_counter",
+    "parse_counter",
+    "refuse_large_values",
+]
 
 MIN_VALUE_LIMIT = 4 * 1024 * 1024
 """The smallest ``max_value_bytes`` a provider may declare: the contract's 4 MiB."""

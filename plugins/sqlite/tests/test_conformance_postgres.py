@@ -18,7 +18,7 @@ CHAINS: dict[str, Sequence[Any]] = {
 
 
 class TestPostgresConformance(dmem_conformance.KVSuite):
-    requires_members: ClassVar[frozenset[str]] = frozenset({"footprint", "max_value_bytes"})
+    requires_members: ClassVar[frozenset[str]] = dmem_conformance.OPTIONAL_MEMBERS
 
     @pytest.fixture(params=list(CHAINS.values()), ids=list(CHAINS))
     def middleware(self, request: pytest.FixtureRequest) -> Sequence[Any]:

@@ -56,6 +56,17 @@ class PostgresStatements:
             return compile_stmt(statement, dialect, expect)  # type: ignore[arg-type]
 
         key3 = ("ns", "key", "now")
+        # --- contract v1.1 (incr, compare_and_*): the row as it is, expired or not, then
+        # only its value rewritten (expiry and tags stay) ---
+        # (ns, key)
+        self.current = c(
+            select(kv.value, kv.expires_at).where(this).with_for_update(), ("ns", "key")
+        )
+        # (value, ns, key)
+        self.set_value = c(
+            update(t.kv).where(this).values(value=bindparam("value", type_=LargeBinary)),
+            ("value", "ns", "key"),
+        )
         self.get = c(select(kv.value, kv.expires_at).where(this, live), key3)
         self.exists = c(select(kv.expires_at).where(this, live), key3)
         self.get_many = c(
@@ -198,6 +209,21 @@ class PostgresStatements:
                 tags.value == bindparam("value", type_=Text),
                 live,
             ),
+            ("ns", "name", "value", "now"),
+        )
+        # The same, locking the rows it finds (delete_by_tag).
+        self.find_by_tag_locked = c(
+            select(tags.key, kv.tags)
+            .select_from(
+                t.tags.join(t.kv, and_(tags.namespace == kv.namespace, tags.key == kv.key))
+            )
+            .where(
+                tags.namespace == ns,
+                tags.name == bindparam("name", type_=Text),
+                tags.value == bindparam("value", type_=Text),
+                live,
+            )
+            .with_for_update(of=t.kv),
             ("ns", "name", "value", "now"),
         )
 

@@ -25,7 +25,13 @@ from dmem import (
     ProviderError,
     ProviderUnavailableError,
 )
-from dmem.provider import Entry, refuse_large_values
+from dmem.provider import (
+    Entry,
+    add_to_counter,
+    encode_counter,
+    parse_counter,
+    refuse_large_values,
+)
 from dmem.sharing import Lease
 
 from ._common import (
@@ -339,6 +345,119 @@ class PostgresProvider:
 
     async def clear(self) -> int:
         return int(await self._fetchval(self._sql.clear.sql, self.namespace, now_ms()))
+
+    # --- contract v1.1: one transaction on one pooled connection each; the row is locked
+    # (SELECT ... FOR UPDATE) between its read and its write ---
+    async def _locked_value(self, conn: asyncpg.Connection, key: str) -> bytes | None:
+        row = await conn.fetchrow(self._sql.current.sql, self.namespace, key)
+        if row is None or (row[1] is not None and row[1] <= now_ms()):
+            return None
+        return bytes(row[0])
+
+    async def _write_on(
+        self,
+        conn: asyncpg.Connection,
+        key: str,
+        value: bytes,
+        ttl_ms: int | None,
+        if_not_exists: bool,
+        tags: Mapping[str, str],
+    ) -> int:
+        """``_write``'s single-row statement, on ``conn`` (inside its transaction)."""
+        now = now_ms()
+        exp = None if ttl_ms is None else now + ttl_ms
+        sql = self._sql.writes[if_not_exists, True, bool(tags)].sql
+        args: list[Any] = [self.namespace, key, value, exp, dump_tags(tags)]
+        if if_not_exists:
+            args.append(now)
+        if tags:
+            args += [list(tags), list(tags.values())]
+        if if_not_exists or tags:
+            return int(await conn.fetchval(sql, *args))
+        await conn.execute(sql, *args)
+        return 1
+
+    async def _incr_on(
+        self, conn: asyncpg.Connection, _sql: str, key: str, delta: int, ttl_ms: int | None
+    ) -> int:
+        while True:
+            async with conn.transaction():
+                current = await self._locked_value(conn, key)
+                if current is not None:
+                    result = add_to_counter(parse_counter(current), delta)
+                    await conn.execute(
+                        self._sql.set_value.sql, encode_counter(result), self.namespace, key
+                    )
+                    return result
+                result = add_to_counter(0, delta)
+                # No row to lock when the key is missing: create it only if still absent;
+                # a writer that got there first means another round on its row.
+                if await self._write_on(conn, key, encode_counter(result), ttl_ms, True, {}):
+                    return result
+
+    async def _compare_and_set_on(
+        self,
+        conn: asyncpg.Connection,
+        _sql: str,
+        key: str,
+        expected: bytes,
+        value: bytes,
+        ttl_ms: int | None,
+        tags: Mapping[str, str],
+    ) -> bool:
+        async with conn.transaction():
+            if await self._locked_value(conn, key) != expected:
+                return False
+            await self._write_on(conn, key, value, ttl_ms, False, tags)
+            return True
+
+    async def _compare_and_delete_on(
+        self, conn: asyncpg.Connection, _sql: str, key: str, expected: bytes
+    ) -> bool:
+        async with conn.transaction():
+            if await self._locked_value(conn, key) != expected:
+                return False
+            sql = self._sql.delete_many.sql
+            return int(await conn.fetchval(sql, self.namespace, [key], now_ms())) > 0
+
+    async def _delete_by_tag_on(
+        self, conn: asyncpg.Connection, _sql: str, name: str, value: str
+    ) -> int:
+        async with conn.transaction():
+            rows = await conn.fetch(
+                self._sql.find_by_tag_locked.sql, self.namespace, name, value, now_ms()
+            )
+            keys = sorted(row[0] for row in rows if has_tag(row[1], name, value))
+            if not keys:
+                return 0
+            sql = self._sql.delete_many.sql
+            return int(await conn.fetchval(sql, self.namespace, keys, now_ms()))
+
+    async def incr(self, key: str, delta: int, *, ttl_ms: int | None) -> int:
+        result = int(await self._call(self._incr_on, "", (key, delta, ttl_ms)))
+        self._after_write()
+        return result
+
+    async def compare_and_set(
+        self,
+        key: str,
+        expected: bytes,
+        value: bytes,
+        *,
+        ttl_ms: int | None,
+        tags: Mapping[str, str],
+    ) -> bool:
+        refuse_large_values((value,), self.max_value_bytes)
+        args = (key, expected, value, ttl_ms, tags)
+        written = bool(await self._call(self._compare_and_set_on, "", args))
+        self._after_write()
+        return written
+
+    async def compare_and_delete(self, key: str, expected: bytes) -> bool:
+        return bool(await self._call(self._compare_and_delete_on, "", (key, expected)))
+
+    async def delete_by_tag(self, name: str, value: str) -> int:
+        return int(await self._call(self._delete_by_tag_on, "", (name, value)))
 
     async def footprint(self) -> int:
         """Rows this namespace holds (expired ones not purged yet, tag rows included)."""

@@ -25,7 +25,13 @@ from itertools import chain
 from typing import Any
 
 from dmem import HealthStatus, KeyNotFoundError, Pattern, ProviderError, StoreNotFoundError
-from dmem.provider import Entry, refuse_large_values
+from dmem.provider import (
+    Entry,
+    add_to_counter,
+    encode_counter,
+    parse_counter,
+    refuse_large_values,
+)
 from dmem.sharing import Lease
 
 from ._common import (
@@ -399,6 +405,68 @@ class SQLiteProvider:
 
     async def clear(self) -> int:
         return await self._w().call(self._clear, write=True)
+
+    # --- contract v1.1: each a write job, so its read and write share one BEGIN IMMEDIATE
+    # transaction: atomic against every other connection and process on the file ---
+    def _live_value(self, conn: sqlite3.Connection, key: str) -> bytes | None:
+        row = conn.execute(self._sql.current.sql, (self.namespace, key)).fetchone()
+        if row is None or (row[1] is not None and row[1] <= now_ms()):
+            return None
+        return bytes(row[0])
+
+    def _incr(self, conn: sqlite3.Connection, key: str, delta: int, ttl_ms: int | None) -> int:
+        current = self._live_value(conn, key)
+        if current is None:  # missing or expired: a new key, with the ttl and no tags
+            result = add_to_counter(0, delta)
+            self._set(conn, key, encode_counter(result), ttl_ms, False, {})
+            return result
+        result = add_to_counter(parse_counter(current), delta)
+        conn.execute(self._sql.set_value.sql, (encode_counter(result), self.namespace, key))
+        return result
+
+    def _compare_and_set(
+        self,
+        conn: sqlite3.Connection,
+        key: str,
+        expected: bytes,
+        value: bytes,
+        ttl_ms: int | None,
+        tags: Mapping[str, str],
+    ) -> bool:
+        if self._live_value(conn, key) != expected:
+            return False
+        return self._set(conn, key, value, ttl_ms, False, tags)
+
+    def _compare_and_delete(self, conn: sqlite3.Connection, key: str, expected: bytes) -> bool:
+        if self._live_value(conn, key) != expected:
+            return False
+        return self._delete_many(conn, (key,)) > 0
+
+    def _delete_by_tag(self, conn: sqlite3.Connection, name: str, value: str) -> int:
+        return self._delete_many(conn, self._find_by_tag(conn, name, value))
+
+    async def incr(self, key: str, delta: int, *, ttl_ms: int | None) -> int:
+        return await self._w().call(self._incr, key, delta, ttl_ms, write=True)
+
+    async def compare_and_set(
+        self,
+        key: str,
+        expected: bytes,
+        value: bytes,
+        *,
+        ttl_ms: int | None,
+        tags: Mapping[str, str],
+    ) -> bool:
+        refuse_large_values((value,), self.max_value_bytes)
+        return await self._w().call(
+            self._compare_and_set, key, expected, value, ttl_ms, tags, write=True
+        )
+
+    async def compare_and_delete(self, key: str, expected: bytes) -> bool:
+        return await self._w().call(self._compare_and_delete, key, expected, write=True)
+
+    async def delete_by_tag(self, name: str, value: str) -> int:
+        return await self._w().call(self._delete_by_tag, name, value, write=True)
 
     async def footprint(self) -> int:
         """Rows this namespace holds (expired ones not purged yet, tag rows included)."""

@@ -55,6 +55,15 @@ class SQLiteStatements:
             return compile_stmt(statement, dialect, expect)  # type: ignore[arg-type]
 
         key3 = ("ns", "key", "now")
+        # --- contract v1.1 (incr, compare_and_*): the row as it is, expired or not, then
+        # only its value rewritten (expiry and tags stay) ---
+        # (ns, key)
+        self.current = c(select(kv.value, kv.expires_at).where(this), ("ns", "key"))
+        # (value, ns, key)
+        self.set_value = c(
+            update(t.kv).where(this).values(value=bindparam("value", type_=LargeBinary)),
+            ("value", "ns", "key"),
+        )
         # (ns, key, now)
         self.get = c(select(kv.value, kv.expires_at).where(this, live), key3)
         self.exists = c(select(kv.expires_at).where(this, live), key3)
