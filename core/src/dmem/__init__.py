@@ -9,6 +9,7 @@ See docs/ for the contract, the plugin-author guide and the backends.
 
 from __future__ import annotations
 
+from ._cached import CachedFunction, cached
 from ._codec import decode, encode
 from ._coordination import Lock
 from ._health import HealthStatus, redact_url
@@ -60,6 +61,7 @@ __all__ = [
     "VectorStore",
     "open_vector",
     "BaseKVProvider",
+    "CachedFunction",
     "Cache",
     "Compression",
     "CorruptValueError",
@@ -92,6 +94,7 @@ __all__ = [
     "Store",
     "StoreNotFoundError",
     "Wrapper",
+    "cached",
     "compile_pattern",
     "create_provider",
     "decode",
