@@ -153,7 +153,7 @@ async def test_cached(kv: Store) -> None:
     assert await profile(1, full=True) == {"user": 1, "full": True}
     assert calls == [(1, False), (1, True)]
     key = profile.key_for(1)
-    assert key.startswith("tests.test_coordination.test_cached.<locals>.profile:")
+    assert key == "tests.test_coordination.test_cached.<locals>.profile:[[1],{}]"
     assert key == profile.key_for(1) != profile.key_for(2)
     assert await kv.ttl(key) is not None
     assert await profile.invalidate(1)

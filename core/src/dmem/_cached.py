@@ -1,12 +1,13 @@
 """``@dmem.cached``: memoize an async function in a store, through ``get_or_set``.
 
-The default key is ``"<module>.<qualified name>:<digest>"``, the digest being the first
-32 hex digits of the SHA-256 of the arguments as canonical JSON (positional arguments
-as a list, keyword arguments sorted by name), so equal arguments give the same key in
-every process and run. Arguments that are not JSON-shaped (objects, bytes, sets) have
-no stable digest: pass ``key=`` (a callable taking the function's arguments and
-returning the key) for those. Concurrent callers with equal arguments share one call
-(single flight); ``lock=True`` extends that to other processes.
+The default key is ``"<module>.<qualified name>:<arguments>"``, the arguments being their
+canonical JSON (``[[positional...], {keyword: ...}]``, keywords sorted by name) when that
+is at most 200 bytes, else ``sha256:`` and the first 32 hex digits of its SHA-256: equal
+arguments give the same key in every process and run, and short ones stay readable.
+Arguments that are not JSON-shaped (objects, bytes, sets) have no stable key: pass
+``key=`` (a callable taking the function's arguments and returning the key) for those.
+Concurrent callers with equal arguments share one call (single flight); ``lock=True``
+extends that to other processes.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
 import orjson
 
-from ._validation import check_key, check_tags, ttl_to_ms
+from ._validation import check_tags, ttl_to_ms
 from .errors import InvalidArgumentError
 
 __all__ = ["CachedFunction", "cached"]
@@ -46,15 +47,21 @@ class CachedFunction(Protocol[P, R]):
         """Delete every result written with ``tags`` (needs ``tags=``); how many went."""
 
 
+_MISSING: Any = object()
+_READABLE = 200  # bytes of canonical JSON kept as they are in the key
+
+
 def _default_key(prefix: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
     try:
-        canonical = orjson.dumps([list(args), kwargs], option=_OPTIONS)
+        canonical = orjson.dumps((args, kwargs), option=_OPTIONS)
     except TypeError:
         raise InvalidArgumentError(
             f"@cached {prefix}: arguments that are not JSON-shaped have no stable key; "
             "pass key=lambda *args, **kwargs: ... to @dmem.cached"
         ) from None
-    return f"{prefix}:{hashlib.sha256(canonical).hexdigest()[:32]}"
+    if len(canonical) <= _READABLE:
+        return prefix + canonical.decode()
+    return f"{prefix}sha256:{hashlib.sha256(canonical).hexdigest()[:32]}"
 
 
 def cached(
@@ -79,23 +86,30 @@ def cached(
     if key is not None and not callable(key):
         raise InvalidArgumentError("key must be a callable returning the key")
 
+    direct = hasattr(store, "get_or_set")  # a Store, not a callable returning one
+
     def the_store() -> Any:
-        return store if hasattr(store, "get_or_set") else store()
+        return store if direct else store()
 
     def decorate(fn: Callable[P, Awaitable[R]]) -> CachedFunction[P, R]:
         if not inspect.iscoroutinefunction(fn):
             raise InvalidArgumentError("@dmem.cached decorates async functions")
-        prefix = f"{fn.__module__}.{fn.__qualname__}"
+        prefix = f"{fn.__module__}.{fn.__qualname__}:"
 
         def key_for(*args: P.args, **kwargs: P.kwargs) -> str:
-            chosen = _default_key(prefix, args, kwargs) if key is None else key(*args, **kwargs)
-            check_key(chosen)
-            return chosen
+            # get_or_set checks the key (a custom one may be bad).
+            return _default_key(prefix, args, kwargs) if key is None else key(*args, **kwargs)
 
         @functools.wraps(fn)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            chosen = key_for(*args, **kwargs)
-            result: R = await the_store().get_or_set(
+            chosen = _default_key(prefix, args, kwargs) if key is None else key(*args, **kwargs)
+            current = store if direct else store()
+            # A hit is one plain get (no factory closure, no get_or_set arguments); a miss
+            # goes through get_or_set, which reads again under its single flight.
+            found = await current.get(chosen, _MISSING)
+            if found is not _MISSING:
+                return found  # type: ignore[no-any-return]
+            result: R = await current.get_or_set(
                 chosen, lambda: fn(*args, **kwargs), ttl=ttl, tags=tag_map, lock=lock
             )
             return result

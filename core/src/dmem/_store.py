@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import Any
 
 from ._codec import decode, encode, encode_many
-from ._coordination import CoordinationMixin
+from ._coordination import OPEN_STATE, CoordinationMixin
 from ._derive import DerivedStore
 from ._health import HealthStatus, redact_url
 from ._logging import log, slow_call_log
@@ -43,7 +43,7 @@ from .provider import KVProvider
 
 __all__ = ["Store"]
 
-_NEW, _OPEN, _CLOSED = 0, 1, 2
+_NEW, _OPEN, _CLOSED = 0, OPEN_STATE, 2
 # Iterable, but never a collection of keys or pairs: they iterate characters or ints (and a
 # released memoryview raises ValueError on the first one).
 _TEXT = (str, bytes, bytearray, memoryview)
@@ -137,9 +137,6 @@ class Store(CoordinationMixin):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
-
-    def _is_open(self) -> bool:
-        return self._state == _OPEN
 
     def _not_open(self) -> NotInitializedError:
         if self._state == _NEW:
