@@ -168,6 +168,30 @@ def test_namespace_accepted() -> None:
     assert parse_config("redis://h/0", {"namespace": "é:x y/z"}).namespace == "é:x y/z"
 
 
+_MODES = ["redis://h/0", "rediss://h/0", "unix:///run/redis.sock", "redis+sentinel://h/svc"]
+_MODES += ["redis+cluster://h:7000"]
+
+
+@pytest.mark.parametrize(
+    "value", ["abc", "", "1.5", 1.5, "-1", "0", "4194303", 4194303, True, "5 MiB", [5242880]]
+)
+@pytest.mark.parametrize("url", _MODES)
+def test_bad_max_value_bytes(url: str, value: object) -> None:
+    # An int of at least 4 MiB (the contract's promise on every backend), in every mode.
+    assert "max_value_bytes" in str(_reject(url, {"max_value_bytes": value}))
+
+
+@pytest.mark.parametrize("url", _MODES)
+def test_max_value_bytes_option(url: str) -> None:
+    assert parse_config(url, {}).max_value_bytes is None  # the server's, read at open
+    assert parse_config(url, {"max_value_bytes": None}).max_value_bytes is None
+    assert parse_config(url, {"max_value_bytes": "5242880"}).max_value_bytes == 5242880
+    assert parse_config(url, {"max_value_bytes": 4 * 1024 * 1024}).max_value_bytes == 4194304
+    provider = dmem.create_provider(url + "?max_value_bytes=5242880", {})
+    assert provider.max_value_bytes == 5242880
+    assert provider.atomic_batches is (not url.startswith("redis+cluster"))
+
+
 @pytest.mark.parametrize(
     "options",
     [

@@ -1,10 +1,14 @@
 """The dmem conformance suite on standalone Redis, TLS Redis and a 3-primary Redis Cluster,
-each alone and under Cache + Compression."""
+each alone and under Cache + Compression.
+
+Every store is opened with ``max_value_bytes`` at 5 MiB, a limit the suite can send a value
+over (``batch.refused``); the provider must have ``footprint()`` (``storage.bounded``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import dmem_conformance
 import pytest
@@ -16,9 +20,12 @@ CHAIN_IDS = ["plain", "cache+compression"]
 # The suite's timeouts wait for the backend; keep "down" fast to detect. `timeout` bounds a
 # whole call: each of the two attempts waits up to 1 s to connect and 1.95 s for a reply.
 _FAST = {"timeout": 6.0, "connect_timeout": 1.0, "retries": 1}
+_OPTIONS = {**_FAST, "max_value_bytes": 5 * 1024 * 1024}
 
 
 class _Chains:
+    requires_members: ClassVar[frozenset[str]] = frozenset({"footprint", "max_value_bytes"})
+
     @pytest.fixture(params=CHAINS, ids=CHAIN_IDS)
     def middleware(self, request: pytest.FixtureRequest) -> Sequence[Any]:
         chain: Sequence[Any] = request.param
@@ -35,17 +42,17 @@ class _Chains:
 class TestRedisConformance(_Chains, dmem_conformance.KVSuite):
     @pytest.fixture
     def store_factory(self, redis_url: str) -> dmem_conformance.StoreFactory:
-        return dmem_conformance.url_factory(redis_url, **_FAST)
+        return dmem_conformance.url_factory(redis_url, **_OPTIONS)
 
 
 class TestRedisTLSConformance(_Chains, dmem_conformance.KVSuite):
     @pytest.fixture
     def store_factory(self, redis_tls: tuple[str, dict[str, Any]]) -> dmem_conformance.StoreFactory:
         url, options = redis_tls
-        return dmem_conformance.url_factory(url, **options, **_FAST)
+        return dmem_conformance.url_factory(url, **options, **_OPTIONS)
 
 
 class TestRedisClusterConformance(_Chains, dmem_conformance.KVSuite):
     @pytest.fixture
     def store_factory(self, redis_cluster_url: str) -> dmem_conformance.StoreFactory:
-        return dmem_conformance.url_factory(redis_cluster_url, **_FAST)
+        return dmem_conformance.url_factory(redis_cluster_url, **_OPTIONS)

@@ -8,9 +8,13 @@ the test owns, so the counts are exact.
 from __future__ import annotations
 
 import asyncio
+import math
+import os
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import dmem
 import pytest
@@ -176,6 +180,8 @@ async def test_tagged_set_is_one_atomic_script(
 ) -> None:
     client = aioredis.Redis.from_url(restartable_redis.url)
     async with dmem.open(restartable_redis.url, namespace="atomic") as kv:
+        # Not now: the provider's tag-index sweep (its own script, at most once a second).
+        kv.provider._next_sweep = math.inf  # type: ignore[attr-defined]
         calls = await _calls_during(
             client, kv.set_many({f"k{i}": i for i in range(50)}, tags={"a": "1", "b": "2"})
         )
@@ -302,6 +308,97 @@ async def test_get_is_one_get(restartable_redis: RedisServer) -> None:
         calls = await _calls_during(client, kv.get_many([f"k{i}" for i in range(100)]))
         assert calls == {"mget": 1}
     await client.aclose()
+
+
+# --- footprint and value limits ----------------------------------------------------------------
+async def test_footprint_counts_values_tag_hashes_and_index_members(
+    kv: dmem.Store, raw: aioredis.Redis
+) -> None:
+    footprint = kv.provider.footprint  # type: ignore[attr-defined]
+    assert await footprint() == 0
+    await kv.set("a", 1, tags={"x": "1", "y": "2"})
+    await kv.set("b", 2, tags={"x": "1"})
+    await kv.set("c", 3)
+    # k:a k:b k:c, m:a m:b, and the members a, b of x=1 and a of y=2.
+    assert await footprint() == 3 + 2 + 3
+    await kv.set("d", 4, ttl=0.05, tags={"x": "1"})
+    await asyncio.sleep(0.1)
+    # Redis dropped k:d and m:d itself; d stays in x=1's set until a purge removes it.
+    assert await footprint() == 3 + 2 + 3 + 1
+    assert sorted(await kv.find_by_tag("x", "1")) == ["a", "b"]  # purges the set it reads
+    assert await footprint() == 3 + 2 + 3
+    await kv.clear()
+    assert await footprint() == 0
+
+
+async def test_a_burst_of_expired_members_is_swept(kv: dmem.Store) -> None:
+    # A long-lived key keeps its tag's index set; 500 short-lived keys under the same tag
+    # leave 500 stale members there. Three sampled per write would take ~170 writes to
+    # shed them; the provider's sweep (at most once a second) sheds them at once.
+    footprint = kv.provider.footprint  # type: ignore[attr-defined]
+    await kv.set("keep", 0, tags={"t": "a"})
+    live = await footprint()
+    await kv.set_many({f"s{i}": i for i in range(500)}, ttl=0.05, tags={"t": "a"})
+    assert await footprint() >= live + 500
+    await asyncio.sleep(0.1)
+    deadline = time.monotonic() + 3.0
+    writes = 0
+    while await footprint() > live:
+        assert time.monotonic() < deadline, f"{await footprint()} records, {live} live"
+        await kv.set("keep", writes, tags={"t": "a"})
+        writes += 1
+        await asyncio.sleep(0.05)
+    assert writes <= 25  # the sweep, not the 3-member samples, did it
+
+
+async def test_values_over_the_limit_are_refused_before_any_command(
+    restartable_redis: RedisServer,
+) -> None:
+    # Redis answers a bulk argument over proto-max-bulk-len with a protocol error and drops
+    # the connection: the limit is checked before anything is sent.
+    client = aioredis.Redis.from_url(restartable_redis.url)
+    limit = 4 * 1024 * 1024
+    async with dmem.open(restartable_redis.url, namespace="big", max_value_bytes=limit) as kv:
+        assert kv.provider.max_value_bytes == limit  # type: ignore[attr-defined]
+        big = os.urandom(limit)  # encoded: 2 marker bytes more
+        for write in (
+            lambda: kv.set("big", big),
+            lambda: kv.set("big", big, tags={"t": "v"}, if_not_exists=True),
+            lambda: kv.set_many({"a": 1, "big": big}, tags={"t": "v"}),
+            lambda: kv.set_many({"a": 1, "big": big}),
+            lambda: kv.set_many({"a": 1, "big": big}, if_not_exists=True),
+        ):
+            await client.config_resetstat()
+            with pytest.raises(dmem.InvalidValueError, match="max_value_bytes"):
+                await write()
+            assert await _stats(client) == {"config|resetstat": 1}  # nothing was sent
+        edge = os.urandom(limit - 2)  # encoded: exactly the limit
+        assert await kv.set("edge", edge) and await kv.get("edge") == edge
+        assert await kv.count() == 1
+    await client.aclose()
+
+
+async def test_the_default_limit_is_the_servers(tmp_path: Path) -> None:
+    from redis_servers import require_redis
+
+    require_redis()
+    server = RedisServer(tmp_path / "bulk", extra=["--proto-max-bulk-len", "8mb"])
+    server.start()
+    try:
+        async with dmem.open(server.url, namespace="lim") as kv:
+            assert kv.provider.max_value_bytes == 8 * 1024 * 1024  # type: ignore[attr-defined]
+            with pytest.raises(dmem.InvalidValueError):
+                await kv.set("k", os.urandom(8 * 1024 * 1024))
+            assert await kv.set("k", 1)  # the connection was never dropped
+        # An option over the server's own limit would drop the connection: refused at open.
+        with pytest.raises(dmem.InvalidArgumentError, match="proto-max-bulk-len"):
+            await dmem.open(server.url, max_value_bytes=16 * 1024 * 1024)
+        # Where CONFIG GET is denied, the limit is Redis's default (512 MiB).
+        server.cli("ACL", "SETUSER", "default", "-config")
+        async with dmem.open(server.url, namespace="lim") as kv:
+            assert kv.provider.max_value_bytes == 512 * 1024 * 1024  # type: ignore[attr-defined]
+    finally:
+        server.stop()
 
 
 # --- secrets ----------------------------------------------------------------------------------

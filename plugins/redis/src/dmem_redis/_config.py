@@ -76,6 +76,7 @@ class RedisConfig:
     sentinel_username: str | None = field(default=None, repr=False)
     sentinel_password: str | None = field(default=None, repr=False)
     client_name: str | None = None
+    max_value_bytes: int | None = None  # the option; None: the server's proto-max-bulk-len
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -272,6 +273,7 @@ _OPTIONS = _TEXT_OPTIONS | {
     "db",
     "ssl_cert_reqs",
     "ssl_check_hostname",
+    "max_value_bytes",
 }
 
 
@@ -377,6 +379,7 @@ def parse_config(url: str, options: dict[str, Any]) -> RedisConfig:
     retry_backoff = opts.float("retry_backoff", 0.05)
     retry_backoff_max = opts.float("retry_backoff_max", 0.5)
     max_connections = opts.int("max_connections", 0, minimum=0)
+    max_value_bytes = opts.max_value_bytes()
 
     def timeouts(*, pool_wait: bool = False, sentinels: int = 0) -> dict[str, Any]:
         parts = split_timeout(
@@ -449,6 +452,7 @@ def parse_config(url: str, options: dict[str, Any]) -> RedisConfig:
         "max_connections": max_connections,
         "ssl_options": ssl_options,
         "client_name": client_name,
+        "max_value_bytes": max_value_bytes,
     }
     if cluster:
         buckets = opts.int("buckets", 64, minimum=1)

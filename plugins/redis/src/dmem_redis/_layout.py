@@ -42,6 +42,7 @@ class Layout:
 
     __slots__ = (
         "_bucket_by_head",
+        "_ns_part_bytes",
         "_value_prefix_bytes",
         "buckets",
         "match_prefix",
@@ -53,6 +54,7 @@ class Layout:
 
     def __init__(self, namespace: str, buckets: int | None) -> None:
         self.ns_part = f"{len(namespace.encode())}:{namespace}:"
+        self._ns_part_bytes = self.ns_part.encode()
         self.buckets = buckets
         if buckets is None:
             self.prefixes = ["dmem:" + self.ns_part]
@@ -99,6 +101,18 @@ class Layout:
         key = raw[len(head) :].decode()
         # A key in the wrong bucket was not written by dmem (or by another bucket count).
         return key if self.bucket(key) == bucket else None
+
+    def kind_of(self, raw: bytes) -> bytes:
+        """What a key matched by :meth:`namespace_match` is: the two bytes after its ``P``
+        (``k:``, ``m:``, ``t:``), or ``b""`` for one that is not laid out as dmem's."""
+        if self.buckets is None:
+            head = len(self.prefixes[0].encode())
+        else:
+            end = raw.find(b"}:")
+            if end < 0 or not raw.startswith(self._ns_part_bytes, end + 2):
+                return b""
+            head = end + 2 + len(self._ns_part_bytes)
+        return raw[head : head + 2]
 
     def namespace_match(self) -> str:
         """SCAN MATCH pattern for every key of this namespace (values and bookkeeping)."""

@@ -15,11 +15,18 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import redis.exceptions as rex
-from dmem import HealthStatus, KeyNotFoundError, Pattern, ProviderError
+from dmem import (
+    HealthStatus,
+    InvalidArgumentError,
+    KeyNotFoundError,
+    Pattern,
+    ProviderError,
+    refuse_large_values,
+)
 from dmem.provider import Entry
 from redis.asyncio.cluster import RedisCluster
 
-from ._client import build_client, execute_once, map_error
+from ._client import build_client, execute_once, log, map_error
 from ._config import RedisConfig
 from ._layout import Layout, tag_suffix
 from ._scripts import (
@@ -29,6 +36,7 @@ from ._scripts import (
     GET_ENTRY,
     GET_TAGS,
     PERSIST,
+    PURGE_INDEX,
     PURGE_META,
     SCRIPTS,
     SET,
@@ -48,6 +56,10 @@ _SCAN_COUNT = 1000  # SCAN COUNT hint and get_many's MGET batch size
 _SCAN_BYTES = 128 * 1024
 _SCAN_FIRST = 16
 _EMPTY: tuple[str, ...] = ()
+# The longest tagged writes go without a sweep of their tags' index sets (_sweep), seconds.
+_SWEEP_EVERY = 1.0
+# Redis's default proto-max-bulk-len: the value limit where the server's cannot be read.
+_DEFAULT_BULK_LIMIT = 512 * 1024 * 1024
 _Call = tuple["Script", Sequence[str], Sequence[Any]]  # (script, KEYS, ARGV)
 
 
@@ -71,6 +83,14 @@ class RedisProvider:
         self._vprefix = self._layout.value_prefix
         self._client: Any = None
         self._sentinel: Any = None
+        # Standalone and Sentinel: every set_many/delete_many is one script on one server.
+        # Cluster: one script per bucket, so a batch is atomic per bucket only.
+        self.atomic_batches = not self._cluster
+        # The largest value a write sends: the option, else the server's own limit, read
+        # when the store opens (_server_limit). Checked before any I/O: Redis answers an
+        # argument over proto-max-bulk-len with a protocol error and drops the connection.
+        self.max_value_bytes: int | None = config.max_value_bytes
+        self._next_sweep = 0.0  # time.monotonic() of the next _sweep
 
     def __repr__(self) -> str:
         return (
@@ -89,13 +109,24 @@ class RedisProvider:
                 await client.initialize()
             await client.execute_command("PING")
             await _load_scripts(client, self._cluster)
+            server_limit = await _server_limit(client, self._cluster)
         except _ERRORS as exc:
             await _close_quietly(client, sentinel)
             raise self._error(exc) from exc
         except rex.RedisClusterException as exc:  # pragma: no cover - depends on topology
             await _close_quietly(client, sentinel)
             raise self._error(exc) from exc
+        limit = self._config.max_value_bytes
+        if limit is not None and server_limit is not None and limit > server_limit:
+            await _close_quietly(client, sentinel)
+            raise InvalidArgumentError(
+                f"redis option 'max_value_bytes' ({limit:,}) is over the server's "
+                f"proto-max-bulk-len ({server_limit:,}): Redis would drop the connection "
+                "on such a value; lower the option or raise the server's setting"
+            )
+        self.max_value_bytes = limit if limit is not None else server_limit or _DEFAULT_BULK_LIMIT
         self._client, self._sentinel = client, sentinel
+        self._next_sweep = time.monotonic() + _SWEEP_EVERY
 
     async def aclose(self) -> None:
         client, sentinel = self._client, self._sentinel
@@ -245,6 +276,9 @@ class RedisProvider:
         if_not_exists: bool,
         tags: Mapping[str, str],
     ) -> bool:
+        limit = self.max_value_bytes
+        if limit is not None and len(value) > limit:
+            refuse_large_values((value,), limit)
         prefix, vk = self._where(key)
         try:
             if not tags and not if_not_exists:
@@ -252,9 +286,12 @@ class RedisProvider:
                 return bool(await self._eval(SET_PLAIN, (vk,), (prefix, ttl, value)))
             args = self._set_args(prefix, ttl_ms, if_not_exists, tags)
             args.append(value)
-            return bool(await self._eval(SET, (vk,), args, once=if_not_exists))
+            written = bool(await self._eval(SET, (vk,), args, once=if_not_exists))
         except _ERRORS as exc:
             raise self._error(exc) from exc
+        if tags:
+            await self._sweep(tags)
+        return written
 
     async def set_many(
         self,
@@ -264,6 +301,8 @@ class RedisProvider:
         if_not_exists: bool,
         tags: Mapping[str, str],
     ) -> int:
+        # Before any I/O: a batch holding a value over the limit writes nothing, in every mode.
+        refuse_large_values((value for _, value in items), self.max_value_bytes)
         plain = not tags and not if_not_exists
         ttl: int | str = "" if ttl_ms is None else ttl_ms
 
@@ -291,9 +330,40 @@ class RedisProvider:
                 for b, pairs in groups.items()
             ]
         try:
-            return sum(await self._eval_many(calls, once=if_not_exists))
+            written: int = sum(await self._eval_many(calls, once=if_not_exists))
         except _ERRORS as exc:
             raise self._error(exc) from exc
+        if tags:
+            await self._sweep(tags)
+        return written
+
+    async def _sweep(self, tags: Mapping[str, str]) -> None:
+        """After a tagged write, at most once every ``_SWEEP_EVERY`` seconds (per provider):
+        the deep sampled purge (``purge_index``) of the index sets of ``tags``, in every
+        bucket of a cluster.
+
+        A write checks three members of each set it adds to, which keeps a set written to
+        near its live size but sheds a burst of expired members (thousands of short-lived
+        keys under one long-lived tag) only slowly; and in a cluster it reaches its own
+        bucket's set only (a script reaches one slot), so a tag's set in a bucket that no
+        later write of the tag reaches would keep its stale members. The sweep gives them
+        back within seconds while writes of the tag go on, at a bounded cost (up to 1,024
+        members checked per set a second). Its failure does not fail the write, which is
+        done; a later sweep tries again.
+        """
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + _SWEEP_EVERY
+        calls: list[_Call] = [
+            (PURGE_INDEX, (prefix + tag_suffix(name, value),), (prefix, name, value))
+            for name, value in tags.items()
+            for prefix in self._layout.prefixes
+        ]
+        try:
+            await self._eval_many(calls)
+        except _ERRORS as exc:
+            log.debug("tag-index sweep failed (%s); retried on a later write", type(exc).__name__)
 
     async def delete(self, key: str) -> bool:
         prefix, vk = self._where(key)
@@ -475,6 +545,36 @@ class RedisProvider:
                 return encoded
         return None
 
+    # --- footprint -------------------------------------------------------------------------
+    async def footprint(self) -> int:
+        """Records this namespace holds in Redis (every bucket and every primary of a cluster).
+
+        One per value key (``k:``) and per tag hash (``m:``, one per tagged key), one per
+        member of each tag-index set (``t:``: stale members of expired or re-tagged keys
+        included, until a purge removes them), and one per any other key under the
+        namespace's prefix. It SCANs the whole database, like ``keys()``: a diagnostic,
+        not for hot paths. Redis drops an expired value key and its tag hash by itself
+        (lazily, as SCAN meets it, and in its active expiry cycle); index members are the
+        plugin's to purge (``_scripts``).
+        """
+        kind_of = self._layout.kind_of
+        seen: set[bytes] = set()
+        total = 0
+        try:
+            async for batch in self._scan_raw(self._layout.namespace_match()):
+                fresh = [raw for raw in batch if raw not in seen]  # SCAN may repeat a key
+                seen.update(fresh)
+                sets = [raw for raw in fresh if kind_of(raw) == b"t:"]
+                total += len(fresh) - len(sets)
+                if sets:
+                    pipe = self._client.pipeline(transaction=False)
+                    for raw in sets:
+                        pipe.scard(raw)
+                    total += sum(int(n) for n in await pipe.execute())
+        except _ERRORS as exc:
+            raise self._error(exc) from exc
+        return total
+
     # --- health ----------------------------------------------------------------------------
     async def health(self) -> HealthStatus:
         details: dict[str, object] = {
@@ -514,6 +614,31 @@ async def _load_scripts(client: Any, cluster: bool) -> None:
     for script in SCRIPTS:
         pipe.execute_command("SCRIPT", "LOAD", script.source)
     await pipe.execute()
+
+
+async def _server_limit(client: Any, cluster: bool) -> int | None:
+    """The server's ``proto-max-bulk-len`` (the smallest of a cluster's primaries), or None
+    where ``CONFIG GET`` is refused (an ACL without it, a service that renames CONFIG)."""
+    try:
+        if cluster:
+            replies = await client.execute_command(
+                "CONFIG", "GET", "proto-max-bulk-len", target_nodes=client.get_primaries()
+            )
+            found = [_config_int(reply) for reply in replies.values()]
+            limits = [limit for limit in found if limit is not None]
+            return min(limits) if limits else None
+        return _config_int(await client.execute_command("CONFIG", "GET", "proto-max-bulk-len"))
+    except rex.ResponseError:  # NoPermissionError, unknown command
+        return None
+
+
+def _config_int(reply: Any) -> int | None:
+    """The one value of a CONFIG GET reply (a dict, or a flat list in some clients)."""
+    values = list(reply.values()) if isinstance(reply, dict) else list(reply or ())[1::2]
+    try:
+        return int(values[0]) if values else None
+    except ValueError:
+        return None
 
 
 async def _close_quietly(client: Any, sentinel: Any) -> None:

@@ -5,7 +5,8 @@ bookkeeping keys from it (``P..'m:'..key``, ``P..'t:'..#name..':'..name..':'..va
 see ``_layout``); they share the hash tag of the declared ``KEYS``, so in a cluster they
 live in the same slot. Tag-index maintenance (SADD/SREM, the index set's expiry, and a
 small sampled purge of stale members) happens in the same script as the value write, so
-a value and its index entries never disagree.
+a value and its index entries never disagree; ``purge_index`` is the deeper sampled purge
+of the provider's sweep (``RedisProvider._sweep``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ __all__ = [
     "GET_ENTRY",
     "GET_TAGS",
     "PERSIST",
+    "PURGE_INDEX",
     "PURGE_META",
     "SCRIPTS",
     "SET",
@@ -75,6 +77,23 @@ local function tagged(key, name, value)
   return redis.call('EXISTS', P .. 'k:' .. key) == 1
     and redis.call('HGET', P .. 'm:' .. key, name) == value
 end
+-- Sampled purge of index set `ik` (tag name=value): check `size` random members and
+-- remove the stale ones (their key expired, was deleted or was re-tagged); while at least
+-- a quarter of a sample was stale, check another, up to `rounds` samples.
+local function purge(ik, name, value, size, rounds)
+  for _ = 1, rounds do
+    local sample = redis.call('SRANDMEMBER', ik, size)
+    local stale = 0
+    for _, m in ipairs(sample) do
+      if not tagged(m, name, value) then
+        redis.call('SREM', ik, m)
+        stale = stale + 1
+      end
+    end
+    -- A short sample was the whole set: nothing stale is left in it.
+    if #sample < size or stale * 4 < size then return end
+  end
+end
 """
 
 # KEYS: value keys. ARGV: P, ttl ms or '', nx '1'/'0', ntags, name1, value1, ..., then
@@ -114,14 +133,12 @@ if #tagged_keys > 0 then
   for j = 5, base, 2 do
     local name, value = ARGV[j], ARGV[j + 1]
     local ik = idx(name, value)
+    -- Three random members a write: in a set written to, stale members settle near a
+    -- third of it; the provider's sweep (purge_index) sheds a burst of them.
+    purge(ik, name, value, 3, 1)
+    -- After the purge: one that emptied the set deleted it, with its expiry, and the
+    -- new set must get one (extend), or it would outlive its members.
     local existed = redis.call('EXISTS', ik) == 1
-    -- Sampled purge: expired or re-tagged members leave a set a few at a time, so a
-    -- set written to keeps close to its live size without a full sweep.
-    if existed then
-      for _, m in ipairs(redis.call('SRANDMEMBER', ik, 3)) do
-        if not tagged(m, name, value) then redis.call('SREM', ik, m) end
-      end
-    end
     for s = 1, #tagged_keys, 1000 do
       redis.call('SADD', ik, unpack(tagged_keys, s, math.min(s + 999, #tagged_keys)))
     end
@@ -289,6 +306,18 @@ return live
 """,
 )
 
+# KEYS[1]: a tag-index key. ARGV: P, name, value. A deeper sampled purge, for the
+# provider's sweep (RedisProvider._sweep): samples of 16 members, up to 64 of them (1,024
+# members), while a quarter of a sample is stale.
+PURGE_INDEX = Script(
+    "purge_index",
+    _HELPERS
+    + """
+purge(KEYS[1], ARGV[2], ARGV[3], 16, 64)
+return 0
+""",
+)
+
 # KEYS[1]: a tag hash key. ARGV: P. Deletes it when its value key is gone (clear()).
 PURGE_META = Script(
     "purge_meta",
@@ -310,5 +339,6 @@ SCRIPTS = (
     EXPIRE,
     PERSIST,
     FIND,
+    PURGE_INDEX,
     PURGE_META,
 )
