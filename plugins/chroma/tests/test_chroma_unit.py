@@ -115,6 +115,68 @@ def test_bad_urls_and_options(url: str, options: dict[str, object]) -> None:
         parse_config(url, dict(options))
 
 
+@pytest.mark.parametrize(
+    "value", ["abc", "", "1.5", 1.5, "-1", "0", "4194303", 4194303, True, "5 MiB", [5242880]]
+)
+@pytest.mark.parametrize("url", ["chroma://", "chroma:///data", "chroma+http://h:8000"])
+def test_bad_max_value_bytes(url: str, value: object) -> None:
+    # An int of at least 4 MiB (the contract's promise on every backend).
+    with pytest.raises(InvalidArgumentError, match="max_value_bytes"):
+        parse_config(url, {"max_value_bytes": value})
+
+
+def test_max_value_bytes_option() -> None:
+    assert parse_config("chroma://", {}).max_value_bytes is None  # no limit of Chroma's own
+    assert parse_config("chroma://", {"max_value_bytes": "5242880"}).max_value_bytes == 5242880
+    provider = dmem.create_provider("chroma://?max_value_bytes=4194304", {})
+    assert provider.max_value_bytes == 4194304
+    assert provider.atomic_batches is False  # batches go to Chroma in chunks
+    # A key-value option: a vector store has no encoded values to limit.
+    with pytest.raises(InvalidArgumentError, match="max_value_bytes"):
+        dmem.create_provider("chroma://?max_value_bytes=4194304", {}, kind="vector")
+
+
+async def test_values_over_the_limit_are_refused_before_any_call() -> None:
+    limit = 4 * 1024 * 1024
+    async with dmem.open("chroma://", namespace="unit-limit", max_value_bytes=limit) as kv:
+        big = b"x" * limit  # encoded: 2 marker bytes more
+        with pytest.raises(dmem.InvalidValueError, match="max_value_bytes"):
+            await kv.set("big", big)
+        batch = {f"k{i}": i for i in range(600)}  # three chunks, the big value in the last
+        batch["big"] = big
+        for if_not_exists in (False, True):
+            with pytest.raises(dmem.InvalidValueError):
+                await kv.set_many(batch, if_not_exists=if_not_exists)
+        assert await kv.count() == 0  # checked before the first chunk went out
+        edge = b"y" * (limit - 2)  # encoded: exactly the limit
+        assert await kv.set("edge", edge) and await kv.get("edge") == edge
+
+
+async def test_footprint_returns_to_the_live_records() -> None:
+    """What storage.bounded is for (its own growth check presumes a churn faster than this
+    backend's writes, see test_chroma_conformance.py): expired records, tags included (they
+    are fields of the key's record), leave the collection on the writes that follow."""
+    async with dmem.open("chroma://", namespace="unit-footprint") as kv:
+        footprint = kv.provider.footprint  # type: ignore[attr-defined]
+        assert await footprint() == 0
+        await kv.set_many({f"keep{i}": i for i in range(3)}, tags={"t": "keep"})
+        await kv.set("refresh", 0, ttl=3600, tags={"t": "keep"})
+        assert await footprint() == 4
+        await kv.set_many({f"c{i}": i for i in range(300)}, ttl=0.05, tags={"t": "keep"})
+        assert await footprint() == 304  # expired or not, until purged
+        await asyncio.sleep(0.1)
+        assert await footprint() == 304 and await kv.count() == 4
+        deadline = time.monotonic() + 5.0
+        tick = 0
+        while await footprint() > 4:
+            assert time.monotonic() < deadline, f"{await footprint()} records, 4 live"
+            tick += 1
+            await kv.set("refresh", tick, ttl=3600, tags={"t": "keep"})
+            await asyncio.sleep(0.05)
+        assert sorted(await kv.find_by_tag("t", "keep")) == ["keep0", "keep1", "keep2", "refresh"]
+        assert await kv.clear() == 4 and await footprint() == 0
+
+
 def test_collection_names_are_valid_for_any_namespace() -> None:
     names = {
         parse_config("chroma://", {"namespace": ns}).collection_name("kv")

@@ -80,6 +80,7 @@ class ChromaConfig:
     namespace: str = ""
     timeout: float = 10.0
     create: bool = True  # persistent: False makes a missing directory StoreNotFoundError
+    max_value_bytes: int | None = None  # key-value: larger encoded values, InvalidValueError
     headers: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:
@@ -103,7 +104,16 @@ class ChromaConfig:
 
 
 _OPTIONS = frozenset(
-    ("namespace", "tenant", "database", "collection", "timeout", "token", "create")
+    (
+        "namespace",
+        "tenant",
+        "database",
+        "collection",
+        "timeout",
+        "token",
+        "create",
+        "max_value_bytes",
+    )
 )
 
 
@@ -126,6 +136,7 @@ def parse_config(url: str, options: dict[str, Any]) -> ChromaConfig:
     timeout = opts.float("timeout", 10.0)
     token = opts.optional_str("token")
     create = opts.bool("create", True)
+    max_value_bytes = opts.max_value_bytes()
     opts.done()
     if not collection or not collection[0].isalnum() or len(collection) > 200:
         raise InvalidArgumentError("chroma option 'collection' must start with a letter or digit")
@@ -173,6 +184,7 @@ def parse_config(url: str, options: dict[str, Any]) -> ChromaConfig:
         "namespace": namespace,
         "timeout": timeout,
         "create": create,
+        "max_value_bytes": max_value_bytes,
     }
     if scheme in ("chroma+http", "chroma+https"):
         if not parts.hostname:

@@ -26,6 +26,12 @@ reads go by ``T``. ``if_not_exists`` uses Chroma's ``add``, which ignores an id
 that exists: after removing the key if it is expired, it adds the record with a
 fresh token and reads the token back; the writer whose token is there won.
 In-process, every read-modify-write runs under one lock per collection.
+
+A batch goes to Chroma in calls of up to 256 records, each applied on its own: batches
+are not atomic (``atomic_batches`` is False), except that a batch holding a value over
+``max_value_bytes`` (the option; no limit without it) is refused before any call, so it
+writes nothing. ``footprint()`` counts the namespace's collection: one record per key,
+expired ones not yet purged included (tags live in the record's metadata).
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from dmem import HealthStatus, KeyNotFoundError, Pattern
+from dmem import HealthStatus, KeyNotFoundError, Pattern, refuse_large_values
 from dmem.provider import Entry
 
 from ._client import ChromaConfig, ChromaConnection
@@ -102,10 +108,15 @@ class ChromaKVProvider:
     """The whole KV contract on a Chroma collection (embedded or server)."""
 
     name = "chroma"
+    # Chroma has no transactions: a batch is written in calls of up to 256 records, and a
+    # failure between two calls (or another reader between them) sees part of it.
+    atomic_batches = False
 
     def __init__(self, config: ChromaConfig) -> None:
         self.config = config
         self.namespace = config.namespace
+        # The option, or None: Chroma declares no value limit of its own.
+        self.max_value_bytes: int | None = config.max_value_bytes
         self._conn = ChromaConnection(config, "kv")
         self._last_purge = 0
         self._batch = 1000
@@ -257,6 +268,7 @@ class ChromaKVProvider:
         if_not_exists: bool,
         tags: Mapping[str, str],
     ) -> bool:
+        refuse_large_values((value,), self.max_value_bytes)
         return bool(await self._conn.run(self._write, [(key, value)], ttl_ms, if_not_exists, tags))
 
     async def set_many(
@@ -267,6 +279,8 @@ class ChromaKVProvider:
         if_not_exists: bool,
         tags: Mapping[str, str],
     ) -> int:
+        # Before any call: a batch holding a value over the limit writes none of its keys.
+        refuse_large_values((value for _, value in items), self.max_value_bytes)
         return await self._conn.run(self._write, items, ttl_ms, if_not_exists, tags)
 
     def _delete(self, keys: Sequence[str]) -> int:
@@ -385,6 +399,16 @@ class ChromaKVProvider:
         if entry is None:
             raise KeyNotFoundError(f"key {key!r} is not live")
         return None if entry[1] is None else entry[1] / 1000
+
+    async def footprint(self) -> int:
+        """Records in this namespace's collection: one per key, live or expired and not yet
+        purged (a write purges expired records at most once a second). Tags are fields of
+        the key's record, so there is no other bookkeeping to count."""
+
+        def work() -> int:
+            return int(self._conn.collection.count())
+
+        return await self._conn.run(work)
 
     async def health(self) -> HealthStatus:
         start = time.perf_counter()

@@ -28,7 +28,12 @@ def create_vector_provider(url: str, options: dict[str, Any]) -> Any:
     from ._client import parse_config
     from ._vector import ChromaVectorProvider
 
-    return ChromaVectorProvider(parse_config(url, options))
+    config = parse_config(url, options)
+    if config.max_value_bytes is not None:
+        raise dmem.InvalidArgumentError(
+            "chroma option 'max_value_bytes' is for key-value stores (dmem.open), not vector stores"
+        )
+    return ChromaVectorProvider(config)
 
 
 def unreachable_twin(url: str) -> str | None:
