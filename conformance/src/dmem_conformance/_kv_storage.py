@@ -51,6 +51,17 @@ class StorageTests(SuiteBase):
             f"footprint() = {baseline!r} with {len(live)} live keys: not a record count"
         )
 
+        # footprint() must count what is stored: keys without a ttl, so no purge can run
+        # before they are counted (the churn below may outlast its own short ttls).
+        counted = {f"counted{i}": i for i in range(CHURN_BATCH)}
+        await store.set_many(counted, tags={"t": "keep"})
+        grown = await footprint()
+        assert grown >= baseline + len(counted), (
+            f"footprint() = {grown} with {len(counted)} more live keys than at a baseline of "
+            f"{baseline}: it does not count stored records"
+        )
+        assert await store.delete_many(list(counted)) == len(counted)
+
         churned = 0
         for r in range(CHURN_ROUNDS):
             batch = {f"c{r}:{i}": {"round": r, "i": i} for i in range(CHURN_BATCH)}
@@ -63,11 +74,6 @@ class StorageTests(SuiteBase):
             churned += CHURN_BATCH + CHURN_SINGLES - 3  # three of them deleted above
             for n in range(REFRESHES // CHURN_ROUNDS):
                 await store.set("refresh", n, ttl=3600, tags=keep)
-        grown = await footprint()
-        assert grown >= baseline + churned, (
-            f"footprint() = {grown} with {churned} more live keys than at a baseline of "
-            f"{baseline}: it does not count stored records"
-        )
         await asyncio.sleep(CHURN_TTL + 0.1)
 
         # Ordinary use goes on (a write and a read a tick); the expired keys and their

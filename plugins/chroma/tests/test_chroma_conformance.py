@@ -26,20 +26,6 @@ class _Unreachable:
 class _KV(_Unreachable):
     requires_members: ClassVar[frozenset[str]] = frozenset({"footprint", "max_value_bytes"})
 
-    # The clause's first check wants footprint() up by the 708 churned keys right after the
-    # churn: it presumes no purge ran meanwhile. A Chroma write takes 4-25 ms, so the churn's
-    # ~340 calls last 1.5-7 s, and the once-a-second purge on write has already deleted the
-    # records that expired (footprint() is collection.count(): it saw them go). What the
-    # clause is for, storage back to the live records while writes go on, is checked by
-    # test_chroma_unit.py::test_footprint_returns_to_the_live_records.
-    test_storage_returns_to_baseline = dmem_conformance.xfail(
-        dmem_conformance.KVSuite.test_storage_returns_to_baseline,
-        reason=(
-            "storage.bounded: Chroma's purge (once a second, on write) deletes the churned "
-            "keys during the clause's own 1.5-7 s churn, before its growth check counts them"
-        ),
-    )
-
 
 class TestChromaEmbeddedKV(_KV, dmem_conformance.KVSuite):
     @pytest.fixture
