@@ -22,7 +22,13 @@ import dmem
 from dmem import KeyNotFoundError, compile_pattern
 from hypothesis import settings as Settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from ._bridge import LoopBridge
 from .strategies import expected_value, patterns, same_value, values
@@ -39,6 +45,8 @@ _tags = st.dictionaries(
     st.sampled_from(["t", "u", "a:b"]), st.sampled_from(["1", "2", "x:y", ""]), max_size=2
 )
 _ttls = st.sampled_from(LONG_TTLS)
+_V1_1 = ("incr", "compare_and_set", "compare_and_delete", "delete_by_tag")
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 @dataclass
@@ -62,6 +70,8 @@ class KVStateMachine(RuleBasedStateMachine):
         self.store = store
         self.bridge = bridge
         self.model: dict[str, _Entry] = {}
+        # The v1.1 rules run where the provider has every v1.1 operation.
+        self.v1_1 = all(callable(getattr(store.provider, op, None)) for op in _V1_1)
         self.run(store.clear())
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -138,6 +148,61 @@ class KVStateMachine(RuleBasedStateMachine):
         removed = self.run(self.store.clear())
         assert removed == len(self.model), f"clear() returned {removed}, not {len(self.model)}"
         self.model.clear()
+
+    # --- contract v1.1 -----------------------------------------------------------------------
+    @precondition(lambda self: self.v1_1)
+    @rule(key=_keys, delta=st.sampled_from([1, -1, 7, 2**62, -(2**62)]), ttl=_ttls)
+    def incr(self, key: str, delta: int, ttl: float | None) -> None:
+        entry = self.model.get(key)
+        if entry is None:
+            got = self.run(self.store.incr(key, delta, ttl=ttl))
+            assert got == delta, f"incr({key!r}, {delta}) of a missing key = {got}"
+            self._write(key, delta, ttl, {})
+            return
+        current = entry.value
+        total = current + delta if type(current) is int else None
+        if total is None or not _INT64[0] <= total <= _INT64[1]:
+            try:
+                self.run(self.store.incr(key, delta, ttl=ttl))
+            except dmem.InvalidValueError:
+                return  # unchanged: the get rule checks it
+            raise AssertionError(f"incr({key!r}) of {current!r} + {delta} did not raise")
+        got = self.run(self.store.incr(key, delta, ttl=ttl))
+        assert got == total, f"incr({key!r}, {delta}) = {got}, want {total}"
+        entry.value = total  # expiry and tags kept
+
+    @precondition(lambda self: self.v1_1)
+    @rule(
+        key=_keys, use_current=st.booleans(), other=values(max_leaves=2), new=values(max_leaves=2)
+    )
+    def compare_and_set(self, key: str, use_current: bool, other: Any, new: Any) -> None:
+        entry = self.model.get(key)
+        expected = entry.value if (entry is not None and use_current) else other
+        match = entry is not None and dmem.encode(expected) == dmem.encode(entry.value)
+        done = self.run(self.store.compare_and_set(key, expected, new))
+        assert done is match, f"compare_and_set({key!r}, {expected!r}) returned {done}"
+        if match:
+            self._write(key, new, None, {})
+
+    @precondition(lambda self: self.v1_1)
+    @rule(key=_keys, use_current=st.booleans(), other=values(max_leaves=2))
+    def compare_and_delete(self, key: str, use_current: bool, other: Any) -> None:
+        entry = self.model.get(key)
+        expected = entry.value if (entry is not None and use_current) else other
+        match = entry is not None and dmem.encode(expected) == dmem.encode(entry.value)
+        done = self.run(self.store.compare_and_delete(key, expected))
+        assert done is match, f"compare_and_delete({key!r}, {expected!r}) returned {done}"
+        if match:
+            del self.model[key]
+
+    @precondition(lambda self: self.v1_1)
+    @rule(name=st.sampled_from(["t", "u", "a:b"]), value=st.sampled_from(["1", "2", "x:y", ""]))
+    def delete_by_tag(self, name: str, value: str) -> None:
+        removed = self.run(self.store.delete_by_tag(name, value))
+        gone = [k for k, e in self.model.items() if e.tags.get(name) == value]
+        assert removed == len(gone), f"delete_by_tag({name!r}, {value!r}) = {removed}"
+        for key in gone:
+            del self.model[key]
 
     # --- reads ------------------------------------------------------------------------------
     @rule(key=_keys)
