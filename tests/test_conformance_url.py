@@ -66,10 +66,13 @@ def redis_server(tmp_path: Path) -> Iterator[Any]:
 def test_a_sqlite_run_leaves_no_row(tmp_path: Path) -> None:
     db = tmp_path / "conformance.db"
     table = _suite(f"sqlite:///{db}")
-    # A SQLite file cannot be down: its plugin gives no unreachable twin, and the run
-    # says that its verdict leaves the down-backend clause out.
-    assert _result(table, "errors.unavailable") == "skipped"
-    assert "partial verdict: the down-backend clause (errors.unavailable) did not run" in table
+    # The plugin's unreachable twin (a file under the null device) runs the down clause.
+    assert _result(table, "errors.unavailable") == "passed"
+    assert "partial verdict: the down-backend clause" not in table
+    # Without a max_value_bytes option the provider declares no limit: batch.refused does
+    # not run, and the run says so.
+    assert _result(table, "batch.refused") == "skipped"
+    assert "partial verdict: batch.refused did not run" in table
     with sqlite3.connect(db) as conn:
         # Every namespace the run used: the keys table and the tag index.
         rows = conn.execute("SELECT namespace, key FROM dmem_kv").fetchall()
@@ -82,7 +85,7 @@ def test_a_redis_run_leaves_no_key(redis_server: Any) -> None:
     table = _suite(redis_server.url)
     # The plugin's unreachable twin (the same URL on a closed port) runs the down clause.
     assert _result(table, "errors.unavailable") == "passed"
-    assert "partial verdict" not in table
+    assert "partial verdict: the down-backend clause" not in table
     left = redis_server.cli("DBSIZE")
     assert left == "0", f"the run left {left} key(s): {redis_server.cli('--scan')[:2000]}"
 
