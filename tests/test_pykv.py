@@ -25,6 +25,7 @@ import importlib
 import math
 import os
 import sys
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -446,6 +447,20 @@ async def test_the_dmem_store_behind_a_collection(store: DmemStore) -> None:
     _, left = await store.ttl("user:1", collection="users")
     assert left is not None
     assert left > 98
+
+
+async def test_collections_share_one_connection(make: Make, url: str) -> None:
+    """One SQLite worker thread serves every collection (Store.with_namespace)."""
+    async with make() as store:
+        await store.put("k", {"v": 0}, collection="c0")
+        threads = threading.active_count()
+        for n in range(1, 20):
+            await store.put("k", {"v": n}, collection=f"c{n}")
+        if url.startswith("sqlite"):
+            assert threading.active_count() == threads
+        assert [await store.get("k", collection=f"c{n}") for n in range(20)] == [
+            {"v": n} for n in range(20)
+        ]
 
 
 async def test_seed(make: Make) -> None:

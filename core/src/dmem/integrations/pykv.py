@@ -57,6 +57,7 @@ from ..errors import (
     InvalidArgumentError,
     InvalidKeyError,
     InvalidValueError,
+    NotSupportedError,
     ProviderError,
     ProviderUnavailableError,
 )
@@ -87,7 +88,7 @@ class DmemStore(BaseEnumerateKeysStore, BaseDestroyCollectionStore, BaseContextM
     ``url`` is any dmem URL (``None``: ``DMEM_URL``, else the embedded default, as
     ``dmem.open()``); ``namespace_prefix`` goes before every collection's name to make its
     namespace (so one backend can hold several applications' collections apart);
-    ``middleware`` and ``**options`` are passed to ``dmem.open`` for each collection.
+    ``middleware`` and ``**options`` are passed to ``dmem.open``.
     ``default_collection`` and ``seed`` are py-key-value's own.
 
     Use it with ``async with`` or call :meth:`close`: it closes every dmem store it opened.
@@ -118,6 +119,7 @@ class DmemStore(BaseEnumerateKeysStore, BaseDestroyCollectionStore, BaseContextM
         self._stores: dict[str, Store] = {}
         self._opening: asyncio.Lock | None = None
         self._url_works = False  # a store was opened: the URL and options are good
+        self._shares_connection = True  # until the provider says it cannot
         super().__init__(default_collection=default_collection, seed=seed, stable_api=True)
 
     def __repr__(self) -> str:
@@ -128,9 +130,16 @@ class DmemStore(BaseEnumerateKeysStore, BaseDestroyCollectionStore, BaseContextM
     async def _open_namespace(self, namespace: str) -> Store:
         """The one place a collection's dmem store is made.
 
-        Today one ``dmem.open`` per collection (each with its own connection); once
-        ``Store.with_namespace`` exists this becomes a cheap derived store over the first one.
+        Over the connection of a store already open (``Store.with_namespace``: no new
+        connection, pool or thread), where the backend's provider can share it; else a
+        ``dmem.open`` of its own.
         """
+        base = next(iter(self._stores.values()), None)
+        if base is not None and self._shares_connection:
+            try:
+                return await base.with_namespace(namespace)
+            except NotSupportedError:
+                self._shares_connection = False
         return await open_store(
             self._url, middleware=self._middleware, namespace=namespace, **self._options
         )
