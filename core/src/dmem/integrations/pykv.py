@@ -319,7 +319,7 @@ def namespace_of(prefix: str, collection: str) -> str:
 
     Unless that is longer than dmem allows (``MAX_NAMESPACE_BYTES`` of UTF-8): then the
     prefix, the collection's first bytes, ``#sha256:`` and the SHA-256 of the whole collection
-    name, exactly at the limit (py-key-value cannot list collections, so its users never see
+    name, within the limit (py-key-value cannot list collections, so its users never see
     this form). A name dmem refuses for another reason (NUL, lone surrogates) keeps it, for
     dmem's own error.
     """
