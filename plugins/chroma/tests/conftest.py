@@ -19,6 +19,8 @@ from dmem_conformance import testkit
 from dmem_conformance._env import backend_missing
 from dmem_conformance.testkit import free_port
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # alternating.py
+
 _STARTUP_SECONDS = 90.0
 
 __all__ = ["chroma_run", "free_port"]

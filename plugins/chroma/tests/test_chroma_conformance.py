@@ -2,6 +2,8 @@
 
 Key-value stores are opened with ``max_value_bytes`` at 5 MiB, a limit the suite can send a
 value over (``batch.refused``); the provider must have ``footprint()`` (``storage.bounded``).
+A test's odd key-value stores share the process's Chroma client, its even ones open their own
+(``alternating``), so the multi-connection clauses still race over independent clients.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import ClassVar
 
 import dmem_conformance
 import pytest
+from alternating import alternating_factory
 
 # Short timeouts: the suite's "backend down" test must not wait long.
 _FAST = {"timeout": 5.0}
@@ -30,13 +33,13 @@ class _KV(_Unreachable):
 class TestChromaEmbeddedKV(_KV, dmem_conformance.KVSuite):
     @pytest.fixture
     def store_factory(self, chroma_data_dir: Path) -> dmem_conformance.StoreFactory:
-        return dmem_conformance.url_factory(f"chroma:///{chroma_data_dir}", **_KV_OPTIONS)
+        return alternating_factory(f"chroma:///{chroma_data_dir}", **_KV_OPTIONS)
 
 
 class TestChromaServerKV(_KV, dmem_conformance.KVSuite):
     @pytest.fixture
     def store_factory(self, chroma_server_url: str) -> dmem_conformance.StoreFactory:
-        return dmem_conformance.url_factory(chroma_server_url, **_KV_OPTIONS)
+        return alternating_factory(chroma_server_url, **_KV_OPTIONS)
 
 
 class TestChromaEmbeddedVectors(dmem_conformance.VectorSuite):

@@ -3,6 +3,8 @@ each alone and under Cache + Compression.
 
 Every store is opened with ``max_value_bytes`` at 5 MiB, a limit the suite can send a value
 over (``batch.refused``); the provider must have ``footprint()`` (``storage.bounded``).
+A test's odd stores share the process's client, its even ones open their own
+(``alternating``), so the multi-connection clauses still race over independent clients.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any, ClassVar
 
 import dmem_conformance
 import pytest
+from alternating import alternating_factory
 from dmem import Cache, Compression
 
 CHAINS = [(), (Cache(ttl=30), Compression(threshold=16))]
@@ -42,17 +45,17 @@ class _Chains:
 class TestRedisConformance(_Chains, dmem_conformance.KVSuite):
     @pytest.fixture
     def store_factory(self, redis_url: str) -> dmem_conformance.StoreFactory:
-        return dmem_conformance.url_factory(redis_url, **_OPTIONS)
+        return alternating_factory(redis_url, **_OPTIONS)
 
 
 class TestRedisTLSConformance(_Chains, dmem_conformance.KVSuite):
     @pytest.fixture
     def store_factory(self, redis_tls: tuple[str, dict[str, Any]]) -> dmem_conformance.StoreFactory:
         url, options = redis_tls
-        return dmem_conformance.url_factory(url, **options, **_OPTIONS)
+        return alternating_factory(url, **options, **_OPTIONS)
 
 
 class TestRedisClusterConformance(_Chains, dmem_conformance.KVSuite):
     @pytest.fixture
     def store_factory(self, redis_cluster_url: str) -> dmem_conformance.StoreFactory:
-        return dmem_conformance.url_factory(redis_cluster_url, **_OPTIONS)
+        return alternating_factory(redis_cluster_url, **_OPTIONS)

@@ -1,6 +1,7 @@
 """Connecting to Chroma, running its synchronous client off the event loop, mapping errors.
 
-One :class:`ChromaConnection` per provider. Every Chroma call goes through
+One :class:`ChromaConnection` per provider, on a client the process's stores on the same
+Chroma share (``_shared``). Every Chroma call goes through
 :meth:`ChromaConnection.run`: it runs in a worker thread (``_threads``: one shared
 thread for the in-process client, a few for HTTP) so the event loop stays free,
 is bounded by the configured ``timeout`` (``ProviderUnavailableError`` when it
@@ -36,7 +37,13 @@ from dmem import (
     ProviderUnavailableError,
     StoreNotFoundError,
 )
+from dmem.sharing import Lease
 
+from ._shared import (
+    SharedClient,
+    _make_private_dirs,  # noqa: F401 - tests import it from here
+    lease_client,
+)
 from ._threads import CallThreads
 
 __all__ = ["ChromaConfig", "ChromaConnection", "parse_config"]
@@ -81,6 +88,7 @@ class ChromaConfig:
     timeout: float = 10.0
     create: bool = True  # persistent: False makes a missing directory StoreNotFoundError
     max_value_bytes: int | None = None  # key-value: larger encoded values, InvalidValueError
+    share_connection: bool = True  # False: a client of the store's own
     headers: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:
@@ -113,6 +121,7 @@ _OPTIONS = frozenset(
         "token",
         "create",
         "max_value_bytes",
+        "share_connection",
     )
 )
 
@@ -137,6 +146,7 @@ def parse_config(url: str, options: dict[str, Any]) -> ChromaConfig:
     token = opts.optional_str("token")
     create = opts.bool("create", True)
     max_value_bytes = opts.max_value_bytes()
+    share_connection = opts.bool("share_connection", True)
     opts.done()
     if not collection or not collection[0].isalnum() or len(collection) > 200:
         raise InvalidArgumentError("chroma option 'collection' must start with a letter or digit")
@@ -185,6 +195,7 @@ def parse_config(url: str, options: dict[str, Any]) -> ChromaConfig:
         "timeout": timeout,
         "create": create,
         "max_value_bytes": max_value_bytes,
+        "share_connection": share_connection,
     }
     if scheme in ("chroma+http", "chroma+https"):
         if not parts.hostname:
@@ -278,12 +289,14 @@ def map_error(exc: Exception, where: str) -> Exception:
 
 
 class ChromaConnection:
-    """A Chroma client and one collection, used from worker threads."""
+    """One collection on a Chroma client the process's stores share (``_shared``), used from
+    worker threads."""
 
     def __init__(self, config: ChromaConfig, kind: str) -> None:
         self.config = config
         self.kind = kind
         self.collection_name = config.collection_name(kind)
+        self.lease: Lease[SharedClient] | None = None
         self._client: Any = None
         self._collection: Any = None
         self.read_metadatas: MetadataReader = _not_open
@@ -303,14 +316,15 @@ class ChromaConnection:
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in a worker thread, within the timeout, with errors mapped."""
-        threads = _HTTP_THREADS if self.config.mode == "http" else _EMBEDDED_THREADS
-        try:
-            return await threads.call(fn, args, timeout=self.config.timeout, what=self.config.where)
-        except Exception as exc:
-            raise map_error(exc, self.config.where) from exc
+        return await _run(self.config, fn, *args)
+
+    def adopt(self, lease: Lease[SharedClient]) -> None:
+        """Use ``lease``'s client (``with_namespace``); :meth:`start` opens the collection."""
+        self.lease = lease
 
     async def start(self, metadata: dict[str, Any]) -> int:
-        """Open the client and the collection (``open``); Chroma's largest batch size."""
+        """Open the shared client (if no store has yet) and the collection; Chroma's largest
+        batch size."""
         config = self.config
         if config.mode == "persistent" and not config.create:
             # One stat, once at open, before any thread or directory is made.
@@ -321,78 +335,70 @@ class ChromaConnection:
         # wait on Chroma, so it happens before the timed call rather than in it (a first open
         # with timeout=1 failed against a healthy server). Later opens find it imported.
         await asyncio.to_thread(importlib.import_module, "chromadb.config")
+        lease = self.lease
+        if lease is None:
+            lease = lease_client(config, self.path, _close_client)
+        shared = lease.value
 
         def work() -> int:
-            self.open(metadata)
-            return self.max_batch()
+            client = shared.get()
+            self.open(client, metadata)
+            return max(1, int(client.get_max_batch_size()))
 
-        return await self.run(work)
-
-    # --- lifecycle (worker thread) ----------------------------------------------------------
-    def open(self, metadata: dict[str, Any]) -> None:
-        import chromadb
-        from chromadb.config import Settings
-
-        config = self.config
-        # No telemetry: dmem never phones home, and there may be no network at all.
-        settings = Settings(anonymized_telemetry=False)
-        client: Any
-        if config.mode == "http":
-            _wait_for_an_answer(config)
-            client = chromadb.HttpClient(
-                host=config.host,
-                port=config.port,
-                ssl=config.ssl,
-                headers=dict(config.headers),
-                settings=settings,
-                tenant=config.tenant,
-                database=config.database,
-            )
-            _bound_http_timeout(client, config.timeout)
-        elif config.mode == "persistent":
-            _make_private_dirs(self.path)
-            client = chromadb.PersistentClient(
-                path=self.path, settings=settings, tenant=config.tenant, database=config.database
-            )
-        else:
-            client = chromadb.EphemeralClient(
-                settings=settings, tenant=config.tenant, database=config.database
-            )
         try:
-            self._collection = client.get_or_create_collection(
-                self.collection_name,
-                metadata={
-                    "dmem:kind": self.kind,
-                    "dmem:namespace": config.namespace,
-                    **_COLLECTION_SETTINGS,
-                    **metadata,
-                },
-                # Never the default embedding function: it downloads a model.
-                embedding_function=None,
-            )
-            self.read_metadatas = _metadata_reader(self._collection)
-            self.query_nearest = _query_runner(self._collection)
+            batch = await self.run(work)
         except BaseException:
-            client.close()
+            if self.lease is None:  # ours: give it back (with_namespace's goes with aclose)
+                await lease.release()
             raise
-        self._client = client
+        self.lease = lease
+        return batch
 
-    def close(self) -> None:
-        client, self._client, self._collection = self._client, None, None
+    async def close(self) -> None:
+        """Forget the collection and give the client back (the last store closes it)."""
+        lease, self.lease = self.lease, None
+        self._client = self._collection = None
         self.read_metadatas = _not_open
         self.query_nearest = _not_open_query
-        if client is not None:
-            client.close()
+        if lease is not None:
+            await lease.release()
+
+    # --- worker thread ----------------------------------------------------------------------
+    def open(self, client: Any, metadata: dict[str, Any]) -> None:
+        config = self.config
+        self._collection = client.get_or_create_collection(
+            self.collection_name,
+            metadata={
+                "dmem:kind": self.kind,
+                "dmem:namespace": config.namespace,
+                **_COLLECTION_SETTINGS,
+                **metadata,
+            },
+            # Never the default embedding function: it downloads a model.
+            embedding_function=None,
+        )
+        self.read_metadatas = _metadata_reader(self._collection)
+        self.query_nearest = _query_runner(self._collection)
+        self._client = client
 
     def heartbeat(self) -> int:
-        if self._client is None:
+        client = self._client
+        if client is None:
             raise ProviderError("chroma provider is not initialized")
-        return int(self._client.heartbeat())
+        return int(client.heartbeat())
 
-    def max_batch(self) -> int:
-        if self._client is None:
-            return 1000
-        return max(1, int(self._client.get_max_batch_size()))
+
+async def _run(config: ChromaConfig, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a worker thread, within ``config.timeout``, with errors mapped."""
+    threads = _HTTP_THREADS if config.mode == "http" else _EMBEDDED_THREADS
+    try:
+        return await threads.call(fn, args, timeout=config.timeout, what=config.where)
+    except Exception as exc:
+        raise map_error(exc, config.where) from exc
+
+
+async def _close_client(shared: SharedClient) -> None:
+    await _run(shared.config, shared.close)
 
 
 def _not_open(ids: Sequence[str]) -> tuple[list[str], list[Mapping[str, Any] | None]]:
@@ -518,59 +524,3 @@ def _first_query(ids: Any, metadatas: Any, documents: Any, distances: Any) -> Ne
         list((documents or [[]])[0] or missing),
         [float(distance) for distance in (distances or [[]])[0]],
     )
-
-
-def _make_private_dirs(directory: str) -> None:
-    """Create ``directory`` and its missing parents, each 0700; existing ones are left alone.
-
-    Agent memory holds secrets. Chroma would create the directory with the umask's mode
-    (0755 under umask 022), so dmem creates it first, with an explicit mode (the umask only
-    takes bits away, the owner's too under 277). Chroma's own files inside keep Chroma's
-    modes: the 0700 directory keeps everyone else out of them. 0700 is also what the XDG
-    Base Directory spec asks of the data directories an application creates. A directory
-    made meanwhile by someone else (``FileExistsError``) is theirs. Runs once, at open.
-    """
-    missing: list[str] = []
-    while not os.path.lexists(directory) and os.path.dirname(directory) != directory:
-        missing.append(directory)
-        directory = os.path.dirname(directory)
-    for made in reversed(missing):
-        try:
-            os.mkdir(made, 0o700)
-        except FileExistsError:
-            continue
-        os.chmod(made, 0o700)  # mkdir's mode went through the umask
-
-
-def _wait_for_an_answer(config: ChromaConfig) -> None:
-    """One request to the server that waits at most ``timeout`` for any answer.
-
-    chromadb's ``HttpClient`` makes its first requests (identity, tenant, database) inside
-    its constructor, on a session it made without a timeout, before dmem can give it one.
-    Against a server that accepts connections but never answers (hung, or stopped with
-    SIGSTOP) the constructor waits until the server answers: ``run`` fails the open in
-    time, but its worker thread stays blocked, and 16 such opens blocked every HTTP worker,
-    so every ``chroma+http`` call of the process timed out, to any server (measured). This
-    request times out by itself, freeing the thread; it costs ~1 ms an open over plain HTTP
-    (any answer will do, even an error status; the token is not sent). A server that hangs
-    between this request and the constructor's still holds a thread until it answers.
-    """
-    import httpx
-
-    host = f"[{config.host}]" if ":" in config.host else config.host  # an IPv6 address
-    scheme = "https" if config.ssl else "http"
-    # Plain HTTP needs no TLS context (building one costs ~40 ms).
-    with httpx.Client(timeout=config.timeout, verify=config.ssl) as client:
-        client.get(f"{scheme}://{host}:{config.port}/api/v2/heartbeat")
-
-
-def _bound_http_timeout(client: Any, timeout: float) -> None:
-    """Give the HTTP session a timeout: chromadb creates it with none (it would wait forever).
-
-    ``run`` bounds every call anyway; this also frees the worker thread.
-    """
-    import httpx
-
-    session = getattr(getattr(client, "_server", None), "_session", None)
-    if isinstance(session, httpx.Client):
-        session.timeout = httpx.Timeout(timeout)

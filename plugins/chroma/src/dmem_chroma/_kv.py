@@ -37,6 +37,7 @@ expired ones not yet purged included (tags live in the record's metadata).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import gc
 import json
 import logging
@@ -45,7 +46,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from dmem import HealthStatus, KeyNotFoundError, Pattern, refuse_large_values
+from dmem import HealthStatus, KeyNotFoundError, NotInitializedError, Pattern, refuse_large_values
 from dmem.provider import Entry
 
 from ._client import ChromaConfig, ChromaConnection
@@ -130,8 +131,18 @@ class ChromaKVProvider:
     async def initialize(self) -> None:
         self._batch = min(_CHUNK, await self._conn.start({}))
 
+    def with_namespace(self, namespace: str) -> ChromaKVProvider:
+        """A provider on ``namespace`` on this one's Chroma client (no new client); its
+        ``initialize`` opens the namespace's collection (one call), closed on its own."""
+        lease = self._conn.lease
+        if lease is None:
+            raise NotInitializedError("the Chroma provider is not initialized")
+        derived = ChromaKVProvider(dataclasses.replace(self.config, namespace=namespace))
+        derived._conn.adopt(lease.share())
+        return derived
+
     async def aclose(self) -> None:
-        await self._conn.run(self._conn.close)
+        await self._conn.close()
 
     # --- helpers (worker thread) -------------------------------------------------------------
     def _metas(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:

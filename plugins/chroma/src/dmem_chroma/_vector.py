@@ -72,7 +72,7 @@ class ChromaVectorProvider:
         self._batch = min(_CHUNK, await self._conn.start({"hnsw:space": "cosine"}))
 
     async def aclose(self) -> None:
-        await self._conn.run(self._conn.close)
+        await self._conn.close()
 
     def _existing(self, ids: Sequence[str], include: list[str]) -> dict[str, Any]:
         got = self._conn.collection.get(ids=list(ids), include=include)

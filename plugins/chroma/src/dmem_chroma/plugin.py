@@ -56,6 +56,7 @@ def dmem_register_providers(register: Callable[[ProviderSpec], None]) -> None:
             factory=create_kv_provider,
             unreachable_url=unreachable_twin,
             creates_storage=True,
+            shares_connections=True,
             description="key-value on Chroma: chroma://, chroma:///PATH, chroma+http://HOST:PORT",
         )
     )
@@ -66,6 +67,7 @@ def dmem_register_providers(register: Callable[[ProviderSpec], None]) -> None:
             kind="vector",
             factory=create_vector_provider,
             creates_storage=True,
+            shares_connections=True,
             description="vectors on Chroma (HNSW, cosine): chroma://, chroma:///PATH, chroma+http://",
         )
     )

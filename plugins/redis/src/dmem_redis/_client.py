@@ -16,6 +16,7 @@ argument: MGET/MSET-sized commands (and the set_many script) pack 25-30 % faster
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 from contextvars import ContextVar
@@ -33,7 +34,7 @@ from redis.backoff import ExponentialBackoff
 
 from ._config import RedisConfig
 
-__all__ = ["build_client", "execute_once", "map_error"]
+__all__ = ["build_client", "close_quietly", "execute_once", "map_error"]
 
 log = logging.getLogger("dmem.redis")
 
@@ -250,3 +251,22 @@ def map_error(exc: BaseException, config: RedisConfig) -> ProviderError:
     ):
         return ProviderUnavailableError(f"Redis at {where} is unavailable ({detail})")
     return ProviderError(f"Redis at {where} failed ({detail})")
+
+
+async def close_quietly(client: Any, sentinel: Any) -> None:
+    """Close the client, its connection pool(s) and the Sentinel's own connections.
+
+    ``Redis(connection_pool=pool)`` does not own its pool, and ``aclose()`` alone left every
+    connection open until the garbage collector found it (with a ResourceWarning): the pool
+    is closed explicitly. A cluster client closes every node's connections itself.
+    """
+    # Closing a dead connection may fail; there is nothing left to do about it.
+    with contextlib.suppress(Exception):
+        if isinstance(client, RedisCluster):
+            await client.aclose()
+        else:
+            await client.aclose(close_connection_pool=True)
+    if sentinel is not None:
+        for node in sentinel.sentinels:
+            with contextlib.suppress(Exception):
+                await node.aclose(close_connection_pool=True)

@@ -77,6 +77,7 @@ class RedisConfig:
     sentinel_password: str | None = field(default=None, repr=False)
     client_name: str | None = None
     max_value_bytes: int | None = None  # the option; None: the server's proto-max-bulk-len
+    share_connection: bool = True  # False: a client (and pool) of the store's own
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -274,6 +275,7 @@ _OPTIONS = _TEXT_OPTIONS | {
     "ssl_cert_reqs",
     "ssl_check_hostname",
     "max_value_bytes",
+    "share_connection",
 }
 
 
@@ -380,6 +382,7 @@ def parse_config(url: str, options: dict[str, Any]) -> RedisConfig:
     retry_backoff_max = opts.float("retry_backoff_max", 0.5)
     max_connections = opts.int("max_connections", 0, minimum=0)
     max_value_bytes = opts.max_value_bytes()
+    share_connection = opts.bool("share_connection", True)
 
     def timeouts(*, pool_wait: bool = False, sentinels: int = 0) -> dict[str, Any]:
         parts = split_timeout(
@@ -453,6 +456,7 @@ def parse_config(url: str, options: dict[str, Any]) -> RedisConfig:
         "ssl_options": ssl_options,
         "client_name": client_name,
         "max_value_bytes": max_value_bytes,
+        "share_connection": share_connection,
     }
     if cluster:
         buckets = opts.int("buckets", 64, minimum=1)

@@ -8,7 +8,7 @@ See ``_layout`` for the key names and docs/backends/redis.md for what is atomic 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import dataclasses
 import functools
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -24,9 +24,9 @@ from dmem import (
     refuse_large_values,
 )
 from dmem.provider import Entry
-from redis.asyncio.cluster import RedisCluster
+from dmem.sharing import Lease
 
-from ._client import build_client, execute_once, log, map_error
+from ._client import execute_once, log, map_error
 from ._config import RedisConfig
 from ._layout import Layout, tag_suffix
 from ._scripts import (
@@ -44,6 +44,7 @@ from ._scripts import (
     SET_PLAIN,
     Script,
 )
+from ._shared import SharedClient, open_client
 
 __all__ = ["RedisProvider"]
 
@@ -81,6 +82,7 @@ class RedisProvider:
         self._layout = Layout(config.namespace, config.buckets if self._cluster else None)
         self._prefix = self._layout.prefixes[0]
         self._vprefix = self._layout.value_prefix
+        self._lease: Lease[SharedClient] | None = None
         self._client: Any = None
         self._sentinel: Any = None
         # Standalone and Sentinel: every set_many/delete_many is one script on one server.
@@ -103,36 +105,67 @@ class RedisProvider:
 
     # --- lifecycle -------------------------------------------------------------------------
     async def initialize(self) -> None:
-        client, sentinel = build_client(self._config)
+        if self._lease is not None:  # made by with_namespace: open already
+            return
+        lease = open_client(self._config)  # shared with the process's stores on the server
         try:
+            await self._reach(lease.value)
+            limit, server_limit = self._config.max_value_bytes, lease.value.server_limit
+            if limit is not None and server_limit is not None and limit > server_limit:
+                raise InvalidArgumentError(
+                    f"redis option 'max_value_bytes' ({limit:,}) is over the server's "
+                    f"proto-max-bulk-len ({server_limit:,}): Redis would drop the connection "
+                    "on such a value; lower the option or raise the server's setting"
+                )
+        except BaseException:
+            await lease.release()  # the last one closes the client
+            raise
+        self._adopt(lease)
+
+    async def _reach(self, shared: SharedClient) -> None:
+        """The server answers; the first store of a client also loads the scripts and reads
+        the server's value limit."""
+        client = shared.client
+        try:
+            if shared.prepared:
+                await client.execute_command("PING")
+                return
             if self._cluster:
                 await client.initialize()
             await client.execute_command("PING")
             await _load_scripts(client, self._cluster)
-            server_limit = await _server_limit(client, self._cluster)
+            shared.server_limit = await _server_limit(client, self._cluster)
+            shared.prepared = True
         except _ERRORS as exc:
-            await _close_quietly(client, sentinel)
             raise self._error(exc) from exc
         except rex.RedisClusterException as exc:  # pragma: no cover - depends on topology
-            await _close_quietly(client, sentinel)
             raise self._error(exc) from exc
+
+    def _adopt(self, lease: Lease[SharedClient]) -> None:
+        shared = lease.value
         limit = self._config.max_value_bytes
-        if limit is not None and server_limit is not None and limit > server_limit:
-            await _close_quietly(client, sentinel)
-            raise InvalidArgumentError(
-                f"redis option 'max_value_bytes' ({limit:,}) is over the server's "
-                f"proto-max-bulk-len ({server_limit:,}): Redis would drop the connection "
-                "on such a value; lower the option or raise the server's setting"
-            )
-        self.max_value_bytes = limit if limit is not None else server_limit or _DEFAULT_BULK_LIMIT
-        self._client, self._sentinel = client, sentinel
+        self.max_value_bytes = (
+            limit if limit is not None else shared.server_limit or _DEFAULT_BULK_LIMIT
+        )
+        self._lease, self._client, self._sentinel = lease, shared.client, shared.sentinel
         self._next_sweep = time.monotonic() + _SWEEP_EVERY
 
+    def with_namespace(self, namespace: str) -> RedisProvider:
+        """A provider on ``namespace`` sharing this one's client and pool; open already (no
+        I/O), closed on its own."""
+        if self._lease is None:
+            from dmem import NotInitializedError
+
+            raise NotInitializedError("the Redis provider is not initialized")
+        derived = RedisProvider(dataclasses.replace(self._config, namespace=namespace))
+        derived._adopt(self._lease.share())
+        return derived
+
     async def aclose(self) -> None:
-        client, sentinel = self._client, self._sentinel
+        lease, self._lease = self._lease, None
         self._client = self._sentinel = None
-        if client is not None:
-            await _close_quietly(client, sentinel)
+        if lease is not None:
+            await lease.release()  # the last store closes the client and its connections
 
     # --- helpers ---------------------------------------------------------------------------
     def _where(self, key: str) -> tuple[str, str]:
@@ -639,22 +672,3 @@ def _config_int(reply: Any) -> int | None:
         return int(values[0]) if values else None
     except ValueError:
         return None
-
-
-async def _close_quietly(client: Any, sentinel: Any) -> None:
-    """Close the client, its connection pool(s) and the Sentinel's own connections.
-
-    ``Redis(connection_pool=pool)`` does not own its pool, and ``aclose()`` alone left every
-    connection open until the garbage collector found it (with a ResourceWarning): the pool
-    is closed explicitly. A cluster client closes every node's connections itself.
-    """
-    # Closing a dead connection may fail; there is nothing left to do about it.
-    with contextlib.suppress(Exception):
-        if isinstance(client, RedisCluster):
-            await client.aclose()
-        else:
-            await client.aclose(close_connection_pool=True)
-    if sentinel is not None:
-        for node in sentinel.sentinels:
-            with contextlib.suppress(Exception):
-                await node.aclose(close_connection_pool=True)

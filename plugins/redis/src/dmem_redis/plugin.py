@@ -51,5 +51,6 @@ def dmem_register_providers(register: Callable[[ProviderSpec], None]) -> None:
             factory=create_redis_provider,
             description="Redis: standalone, TLS (rediss://), unix sockets, Sentinel, Cluster",
             unreachable_url=unreachable_twin,
+            shares_connections=True,
         )
     )
