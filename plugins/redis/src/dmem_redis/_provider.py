@@ -26,6 +26,7 @@ from dmem import (
 from dmem.provider import Entry
 from dmem.sharing import Lease
 
+from . import _coordination
 from ._client import execute_once, log, map_error
 from ._config import RedisConfig
 from ._layout import Layout, tag_suffix
@@ -456,6 +457,27 @@ class RedisProvider:
             raise KeyNotFoundError(f"key {key!r} is not live")
         return {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
 
+    # --- contract v1.1: one script each (_coordination) ---------------------------------------
+    async def incr(self, key: str, delta: int, *, ttl_ms: int | None) -> int:
+        return await _coordination.incr(self, key, delta, ttl_ms)
+
+    async def compare_and_set(
+        self,
+        key: str,
+        expected: bytes,
+        value: bytes,
+        *,
+        ttl_ms: int | None,
+        tags: Mapping[str, str],
+    ) -> bool:
+        return await _coordination.compare_and_set(self, key, expected, value, ttl_ms, tags)
+
+    async def compare_and_delete(self, key: str, expected: bytes) -> bool:
+        return await _coordination.compare_and_delete(self, key, expected)
+
+    async def delete_by_tag(self, name: str, value: str) -> int:
+        return await _coordination.delete_by_tag(self, name, value)
+
     # --- listing ---------------------------------------------------------------------------
     async def _scan_raw(self, match: str) -> AsyncIterator[list[bytes]]:
         """Raw SCAN batches over the server (every primary of a cluster)."""
@@ -638,13 +660,13 @@ class RedisProvider:
 async def _load_scripts(client: Any, cluster: bool) -> None:
     """Cache every script on the server(s) now, so the first call is one EVALSHA."""
     if cluster:
-        for script in SCRIPTS:
+        for script in (*SCRIPTS, *_coordination.SCRIPTS):
             await client.execute_command(
                 "SCRIPT", "LOAD", script.source, target_nodes=client.get_primaries()
             )
         return
     pipe = client.pipeline(transaction=False)
-    for script in SCRIPTS:
+    for script in (*SCRIPTS, *_coordination.SCRIPTS):
         pipe.execute_command("SCRIPT", "LOAD", script.source)
     await pipe.execute()
 
