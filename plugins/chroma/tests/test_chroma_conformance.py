@@ -1,7 +1,8 @@
 """The KV and vector conformance suites on embedded (persistent) and server Chroma.
 
 Key-value stores are opened with ``max_value_bytes`` at 5 MiB, a limit the suite can send a
-value over (``batch.refused``); the provider must have ``footprint()`` (``storage.bounded``).
+value over (``batch.refused``); the provider must have ``footprint()`` (``storage.bounded``) and
+the contract v1.1 operations, so none of their clauses may be reported as not run.
 A test's odd key-value stores share the process's Chroma client, its even ones open their own
 (``alternating``), so the multi-connection clauses still race over independent clients.
 """
@@ -27,7 +28,8 @@ class _Unreachable:
 
 
 class _KV(_Unreachable):
-    requires_members: ClassVar[frozenset[str]] = frozenset({"footprint", "max_value_bytes"})
+    # Every optional member: footprint, max_value_bytes and the v1.1 operations.
+    requires_members: ClassVar[frozenset[str]] = dmem_conformance.OPTIONAL_MEMBERS
 
 
 class TestChromaEmbeddedKV(_KV, dmem_conformance.KVSuite):

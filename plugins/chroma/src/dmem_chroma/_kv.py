@@ -49,6 +49,7 @@ from typing import Any
 from dmem import HealthStatus, KeyNotFoundError, NotInitializedError, Pattern, refuse_large_values
 from dmem.provider import Entry
 
+from . import _coordination
 from ._client import ChromaConfig, ChromaConnection
 
 # Records per Chroma call. The embedded client holds the GIL for parts of every call (its
@@ -410,6 +411,27 @@ class ChromaKVProvider:
         if entry is None:
             raise KeyNotFoundError(f"key {key!r} is not live")
         return None if entry[1] is None else entry[1] / 1000
+
+    # --- contract v1.1: under the collection's lock (_coordination: what is atomic where) ----
+    async def incr(self, key: str, delta: int, *, ttl_ms: int | None) -> int:
+        return await _coordination.incr(self, key, delta, ttl_ms)
+
+    async def compare_and_set(
+        self,
+        key: str,
+        expected: bytes,
+        value: bytes,
+        *,
+        ttl_ms: int | None,
+        tags: Mapping[str, str],
+    ) -> bool:
+        return await _coordination.compare_and_set(self, key, expected, value, ttl_ms, tags)
+
+    async def compare_and_delete(self, key: str, expected: bytes) -> bool:
+        return await _coordination.compare_and_delete(self, key, expected)
+
+    async def delete_by_tag(self, name: str, value: str) -> int:
+        return await _coordination.delete_by_tag(self, name, value)
 
     async def footprint(self) -> int:
         """Records in this namespace's collection: one per key, live or expired and not yet
