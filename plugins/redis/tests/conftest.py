@@ -6,7 +6,11 @@
   so data survives the restart and the test can check what the crash left);
 * ``redis_tls``: a TLS-only server with a CA and certificate made by trustme in the test;
 * ``redis_cluster_url``: a 3-primary Redis Cluster bootstrapped with ``redis-cli --cluster``;
-* ``redis_sentinel_url``: a primary watched by one ``redis-server --sentinel``.
+* ``redis_sentinel_url``: a primary watched by one ``redis-server --sentinel``;
+* ``redis_sentinel_set``: a primary, a replica and three sentinels (session; slow to think
+  the primary down, so it is never failed over by accident);
+* ``failover_sentinel_set``: the same set-up of the test's own, quick to fail over (the
+  primary is thought down after 1 s), for tests that kill the primary or fail it over.
 
 A backend that cannot be started skips the test, or fails it under DMEM_REQUIRE_BACKENDS=1.
 """
@@ -28,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from redis_servers import (
     PASSWORD,
     RedisServer,
+    SentinelSet,
     free_port,
     require_redis,
     start_cluster,
@@ -166,3 +171,32 @@ def redis_sentinel_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     yield f"redis+sentinel://:{PASSWORD}@127.0.0.1:{port}/dmemsvc/0"
     sentinel.stop()
     primary.stop()
+
+
+def _sentinel_set(workdir: Path, *, down_after_ms: int) -> SentinelSet:
+    require_redis()
+    setup = SentinelSet(workdir, down_after_ms=down_after_ms)
+    try:
+        setup.start()
+    except (RuntimeError, OSError) as exc:  # ServerFailed, TimeoutError of a wait
+        backend_missing(f"cannot start a Redis Sentinel set-up: {exc}")
+    return setup
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel_set(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSet]:
+    """One primary, one replica, three sentinels for the session; ``.url`` names them all.
+    The sentinels wait 10 s before they think the primary down: a busy machine must not
+    set off a failover under the tests that use this set-up."""
+    setup = _sentinel_set(tmp_path_factory.mktemp("redis-sentinel-set"), down_after_ms=10_000)
+    yield setup
+    setup.stop()
+
+
+@pytest.fixture
+def failover_sentinel_set(tmp_path: Path) -> Iterator[SentinelSet]:
+    """A set-up of this test's own (down-after-milliseconds 1000, failover-timeout 5000):
+    the test may kill its primary or fail it over."""
+    setup = _sentinel_set(tmp_path / "sentinel-set", down_after_ms=1000)
+    yield setup
+    setup.stop()
