@@ -11,6 +11,11 @@ gives up within ``timeout``. The pool is redis-py's default (unbounded) unless
 Standalone connections pack commands with hiredis (``hiredis.pack_command``, C) instead
 of redis-py's asyncio packer, which is pure Python and copies its buffer once per
 argument: MGET/MSET-sized commands (and the set_many script) pack 25-30 % faster.
+
+Sentinel: every connection to the primary is made to the address the sentinels give at
+that moment (``_SentinelConnection``), and the pool follows the sentinels' ``+switch-master``
+announcements (``_SentinelPool``), so that after a failover no call keeps writing to the
+old primary. See docs/backends/redis-sentinel.md.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import asyncio
 import contextlib
 import copy
 import logging
+import weakref
 from contextvars import ContextVar
 from typing import Any
 
@@ -29,7 +35,7 @@ from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from redis.backoff import ExponentialBackoff
 
 from ._config import RedisConfig
@@ -102,6 +108,134 @@ class _Retry(Retry):
             _RETRYING.reset(token)
 
 
+class _SentinelConnection(SentinelManagedConnection):
+    """A connection to the primary of a Sentinel service that asks the sentinels for the
+    primary's address at every socket connect.
+
+    redis-py asks them only when the pool hands out a connection that is not connected.
+    A command that fails on a pooled connection and is retried reconnects inside its retry
+    loop to the address that connection had: after a failover, the old primary. Killed, it
+    refuses (the call fails although the new primary is up); demoted by a manual failover,
+    it answers a write with READONLY (the call fails with "The previous master is now a
+    slave"). Here that reconnect goes to the primary the sentinels name.
+    """
+
+    _asked = False  # connect_to() was given the address the sentinels named just now
+
+    async def connect_to(self, address: Any) -> None:
+        self._asked = True
+        try:
+            await super().connect_to(address)  # type: ignore[no-untyped-call, unused-ignore]
+        finally:
+            self._asked = False
+
+    async def _connect(self) -> None:
+        if not self._asked and self.connection_pool.is_master:
+            self.host, self.port = await self.connection_pool.get_master_address()
+        await super()._connect()  # type: ignore[no-untyped-call, unused-ignore]
+
+
+class _SentinelTLSConnection(_SentinelConnection, SSLConnection):
+    pass
+
+
+_SWITCH = "+switch-master"  # what a sentinel publishes when it names a new primary
+_LISTEN = 1.0  # seconds a watcher waits for a message before it checks its pool is alive
+_WATCH_BACKOFF = (0.1, 5.0)  # first and longest pause before a watcher subscribes again
+
+
+class _SentinelPool(SentinelConnectionPool):
+    """redis-py's Sentinel pool, which also follows the sentinels' ``+switch-master``.
+
+    redis-py only learns of a new primary when it connects. After a manual failover
+    (``SENTINEL FAILOVER``) the old primary stays up and a primary for about ten more
+    seconds, until the sentinels turn it into a replica; connections already open keep
+    writing to it, and Redis throws those writes away when it resyncs from the new
+    primary. So, from the first connect on, a task subscribes to ``+switch-master`` on
+    every sentinel; when one names a new primary of this service, the pool takes that
+    address, asks that sentinel first from then on (another may not know yet), closes its
+    idle connections and has those in use closed when they come back. It is best effort
+    (a sentinel that cannot be subscribed to is tried again, with backoff, until the
+    client closes); without it the pool still reaches the new primary at its next connect.
+    """
+
+    def __init__(self, service_name: str, sentinel_manager: Any, **kwargs: Any) -> None:
+        super().__init__(service_name, sentinel_manager, **kwargs)  # type: ignore[no-untyped-call, unused-ignore]
+        self._watcher: asyncio.Task[None] | None = None
+
+    async def get_master_address(self) -> Any:
+        if self._watcher is None and self.is_master:
+            self._watcher = asyncio.get_running_loop().create_task(
+                _watch_switches(weakref.ref(self), list(self.sentinel_manager.sentinels))
+            )
+        return await super().get_master_address()  # type: ignore[no-untyped-call, unused-ignore]
+
+    async def stop_watching(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.cancel()
+            await asyncio.wait([watcher])  # its end, without raising its CancelledError
+
+    async def switched(self, sentinel: Any, address: tuple[str, int]) -> None:
+        """A sentinel announced ``address`` as the service's primary."""
+        sentinels = self.sentinel_manager.sentinels
+        if sentinel in sentinels:  # ask the one that knows first (as redis-py does)
+            sentinels.remove(sentinel)
+            sentinels.insert(0, sentinel)
+        if self.master_address == address:
+            return
+        log.info("the sentinels named a new primary; moving connections to it")
+        self.master_address = address
+        for connection in list(self._in_use_connections):
+            # Closed when released (redis-py >= 6); older pools close a connection to
+            # another address than master_address when it is released.
+            mark = getattr(connection, "mark_for_reconnect", None)
+            if mark is not None:
+                mark()
+        await self.disconnect(inuse_connections=False)
+
+
+async def _watch_switches(pool: weakref.ref[_SentinelPool], sentinels: list[Any]) -> None:
+    _RETRYING.set(False)  # this task's own context: not inside a command's retry loop
+    await asyncio.gather(*(_watch_one(pool, sentinel) for sentinel in sentinels))
+
+
+async def _watch_one(pool: weakref.ref[_SentinelPool], sentinel: Any) -> None:
+    """Follow ``+switch-master`` on one sentinel until the pool is gone or the task is
+    cancelled; subscribe again, with backoff, whenever the subscription fails."""
+    pause = _WATCH_BACKOFF[0]
+    while pool() is not None:
+        pubsub = sentinel.pubsub()
+        try:
+            await pubsub.subscribe(_SWITCH)
+            pause = _WATCH_BACKOFF[0]
+            while pool() is not None:  # the task does not keep the pool alive
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=_LISTEN)
+                if message is not None and message.get("type") == "message":
+                    await _announce(pool, sentinel, message.get("data"))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - best effort: subscribe again later
+            log.debug("cannot follow %s on a sentinel (%s)", _SWITCH, type(exc).__name__)
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, _WATCH_BACKOFF[1])
+
+
+async def _announce(pool: weakref.ref[_SentinelPool], sentinel: Any, data: Any) -> None:
+    """Pass a ``+switch-master`` message (``<name> <old ip> <old port> <new ip> <new
+    port>``) of the pool's service on to the pool."""
+    owner = pool()
+    text = data.decode(errors="replace") if isinstance(data, bytes) else str(data)
+    parts = text.split()
+    if owner is None or len(parts) != 5 or parts[0] != owner.service_name:
+        return
+    if parts[4].isdigit():
+        await owner.switched(sentinel, (parts[3], int(parts[4])))
+
+
 def _retry(config: RedisConfig) -> Retry:
     # redis-py's default backoff may sleep for seconds; ours is bounded, and its sleeps are
     # counted in the call's timeout (_config.split_timeout).
@@ -148,10 +282,13 @@ def build_client(config: RedisConfig) -> tuple[Any, Sentinel | None]:
         sentinel = Sentinel(list(config.hosts), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call, unused-ignore]
         client = sentinel.master_for(
             config.service_name,
+            connection_pool_class=_SentinelPool,
+            # The connection class says TLS or not: no "ssl" flag for the pool.
+            connection_class=_SentinelTLSConnection if config.tls else _SentinelConnection,
             db=config.db,
             max_connections=config.max_connections or _UNBOUNDED,
             **kwargs,
-            **ssl_kwargs,
+            **(config.ssl_options if config.tls else {}),
         )
         return client, sentinel
     pool_kwargs: dict[str, Any] = {**kwargs, "db": config.db, "connection_class": _TCP}
@@ -246,8 +383,12 @@ def map_error(exc: BaseException, config: RedisConfig) -> ProviderError:
         return ProviderError(f"Redis at {where} refused the credentials ({detail})")
     if isinstance(exc, rex.AuthorizationError | rex.NoPermissionError):
         return ProviderError(f"Redis at {where} denied a command ({detail})")
-    if isinstance(exc, _UNAVAILABLE) or (
-        isinstance(exc, rex.RedisClusterException) and "connect" in str(exc).lower()
+    if (
+        isinstance(exc, _UNAVAILABLE)
+        or (isinstance(exc, rex.RedisClusterException) and "connect" in str(exc).lower())
+        # A primary with min-replicas-to-write refuses writes while too few replicas are
+        # connected (e.g. during a failover): a state of the servers, like MASTERDOWN.
+        or (isinstance(exc, rex.ResponseError) and str(exc).startswith("NOREPLICAS"))
     ):
         return ProviderUnavailableError(f"Redis at {where} is unavailable ({detail})")
     return ProviderError(f"Redis at {where} failed ({detail})")
@@ -260,6 +401,9 @@ async def close_quietly(client: Any, sentinel: Any) -> None:
     connection open until the garbage collector found it (with a ResourceWarning): the pool
     is closed explicitly. A cluster client closes every node's connections itself.
     """
+    pool = getattr(client, "connection_pool", None)
+    if isinstance(pool, _SentinelPool):
+        await pool.stop_watching()
     # Closing a dead connection may fail; there is nothing left to do about it.
     with contextlib.suppress(Exception):
         if isinstance(client, RedisCluster):
