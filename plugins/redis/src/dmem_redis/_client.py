@@ -10,7 +10,8 @@ gives up within ``timeout``. The pool is redis-py's default (unbounded) unless
 
 Standalone connections pack commands with hiredis (``hiredis.pack_command``, C) instead
 of redis-py's asyncio packer, which is pure Python and copies its buffer once per
-argument: MGET/MSET-sized commands (and the set_many script) pack 25-30 % faster.
+argument: MGET/MSET-sized commands (and the set_many script) pack 25-30 % faster. They also
+send within the socket timeout without a task per command (``_send``).
 
 Sentinel: every connection to the primary is made to the address the sentinels give at
 that moment (``_SentinelConnection``), and the pool follows the sentinels' ``+switch-master``
@@ -39,6 +40,7 @@ from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelMan
 from redis.backoff import ExponentialBackoff
 
 from ._config import RedisConfig
+from ._send import InlineSendTimeout
 
 __all__ = ["build_client", "close_quietly", "execute_once", "map_error"]
 
@@ -63,15 +65,15 @@ class _HiredisPacking:
 _UNBOUNDED = 2**31
 
 
-class _TCP(_HiredisPacking, Connection):
+class _TCP(InlineSendTimeout, _HiredisPacking, Connection):
     pass
 
 
-class _TLS(_HiredisPacking, SSLConnection):
+class _TLS(InlineSendTimeout, _HiredisPacking, SSLConnection):
     pass
 
 
-class _Unix(_HiredisPacking, UnixDomainSocketConnection):
+class _Unix(InlineSendTimeout, _HiredisPacking, UnixDomainSocketConnection):
     pass
 
 
