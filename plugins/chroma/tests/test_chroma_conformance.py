@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import dmem_conformance
 import pytest
-from alternating import alternating_factory
+from dmem_conformance.testkit import alternating_factory
 
 # Short timeouts: the suite's "backend down" test must not wait long.
 _FAST = {"timeout": 5.0}

@@ -16,9 +16,9 @@ from typing import Any, ClassVar
 
 import dmem_conformance
 import pytest
-from alternating import alternating_factory
 from dmem import Cache, Compression
 from dmem_conformance import testkit
+from dmem_conformance.testkit import alternating_factory
 from redis_servers import SERVICE, SentinelSet
 
 CHAINS = [(), (Cache(ttl=30), Compression(threshold=16))]

@@ -8,8 +8,8 @@ from typing import Any, ClassVar
 
 import dmem_conformance
 import pytest
-from alternating import alternating_factory
 from dmem import Cache, Compression
+from dmem_conformance.testkit import alternating_factory
 
 CHAINS: dict[str, Sequence[Any]] = {
     "plain": (),
