@@ -183,3 +183,19 @@ async def test_cached(kv: Store) -> None:
         dmem.cached(kv)(lambda: 1)  # type: ignore[arg-type,return-value]
     with pytest.raises(InvalidArgumentError, match="tags="):
         await plain.invalidate_all()
+
+
+async def test_get_or_set_lock_outlasted_by_the_factory(
+    kv: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dmem._coordination as coordination
+
+    monkeypatch.setattr(coordination, "GET_OR_SET_LOCK_TTL", 0.05)
+
+    async def slow() -> str:
+        await asyncio.sleep(0.12)  # the lock's ttl runs out meanwhile
+        return "done"
+
+    assert await kv.get_or_set("k", slow, lock=True) == "done", "the value stands"
+    assert await kv.get("k") == "done"
+    assert await kv.keys("dmem:lock:*") == []

@@ -232,8 +232,14 @@ class CoordinationMixin:
         _FLIGHTS[flight_key] = flight
         try:
             if lock:
-                async with self.lock(_lock_key(key), ttl=GET_OR_SET_LOCK_TTL):
+                held = self.lock(_lock_key(key), ttl=GET_OR_SET_LOCK_TTL)
+                await held.acquire()
+                try:
                     value = await self._fill(key, factory, ttl, tags, check_first=True)
+                finally:
+                    # False when a factory outlasted the lock's ttl: the value stands anyway
+                    # (written with if_not_exists, so every process reads the same one).
+                    await held.release()
             else:
                 value = await self._fill(key, factory, ttl, tags, check_first=False)
         except BaseException as exc:
