@@ -30,15 +30,31 @@ class StoreFactory(Protocol):
 
 
 class _UrlFactory:
-    """Opens ``dmem.open(url, namespace=..., middleware=..., **options)`` per call."""
+    """Opens ``dmem.open(url, namespace=..., middleware=..., **options)`` per call.
+
+    Stores of one process on one backend share its connection by default (``dmem.sharing``),
+    but the multi-connection clauses (``nx.connections``, ``nx.batch-connections``,
+    ``namespaces.isolation``) need independent ones. So every other store is opened with
+    ``share_connection=false`` (every URL takes it): each suite test runs on the shared path
+    users get, and each multi-connection clause has two or more independent connections.
+    Not when the URL or the options choose ``share_connection`` themselves.
+    """
 
     def __init__(self, url: str, options: dict[str, Any]) -> None:
         self.url = url
         self.options = options
         self.secrets = secrets_of(url, options)
+        query = url.partition("?")[2]
+        chosen = "share_connection" in options or any(
+            name == "share_connection" for name, _ in parse_qsl(query, keep_blank_values=True)
+        )
+        self._own = None if chosen else {**options, "share_connection": False}
+        self.calls = 0
 
     async def __call__(self, namespace: str, *, middleware: Sequence[Any] = ()) -> dmem.Store:
-        return await dmem.open(self.url, namespace=namespace, middleware=middleware, **self.options)
+        self.calls += 1
+        options = self.options if self._own is None or self.calls % 2 else self._own
+        return await dmem.open(self.url, namespace=namespace, middleware=middleware, **options)
 
     def __repr__(self) -> str:
         # Never show a password, even in pytest's fixture dumps.

@@ -62,7 +62,6 @@ from ._env import backend_missing
 from ._factory import StoreFactory, url_factory
 
 __all__ = [
-    "AlternatingFactory",
     "ServerFailed",
     "ServerProcess",
     "TcpRelay",
@@ -313,36 +312,10 @@ def unreachable_factory(url: str, **options: Any) -> StoreFactory:
 
 
 # --- shared and independent connections -----------------------------------------------------
-class AlternatingFactory:
-    """A ``store_factory`` that opens every other store with ``share_connection=false``.
-
-    Stores of one process opened on the same backend share its connection (``dmem.sharing``).
-    The suite's multi-connection clauses (``nx.connections``, ``nx.batch-connections``,
-    ``namespaces.isolation``) need stores on independent connections, or they would race
-    over one. So the 1st, 3rd, 5th ... store is opened as users open theirs (shared: the
-    default), the 2nd, 4th ... with its own connection: every suite test runs on the shared
-    path, and each multi-connection clause has two or more independent connections, one of
-    them used by two stores at once. For plugins whose provider takes ``share_connection``.
-    """
-
-    def __init__(self, url: str, **options: Any) -> None:
-        self._shared = url_factory(url, **options)
-        self._own = url_factory(url, share_connection=False, **options)
-        self.secrets: tuple[str, ...] = getattr(self._shared, "secrets", ())
-        self.calls = 0
-
-    async def __call__(self, namespace: str, *, middleware: Sequence[Any] = ()) -> Any:
-        self.calls += 1
-        factory = self._shared if self.calls % 2 else self._own
-        return await factory(namespace, middleware=middleware)
-
-    def __repr__(self) -> str:
-        return f"alternating {self._shared!r}"  # url_factory's repr shows no secret
-
-
 def alternating_factory(url: str, **options: Any) -> StoreFactory:
-    """An :class:`AlternatingFactory` for ``url`` (``options`` go to every ``dmem.open``)."""
-    return AlternatingFactory(url, **options)
+    """``url_factory(url, **options)``, which opens every other store with
+    ``share_connection=false`` (shared and independent connections in one run)."""
+    return url_factory(url, **options)
 
 
 # --- hunting for a leaked secret --------------------------------------------------------------
