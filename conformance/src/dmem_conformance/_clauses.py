@@ -122,8 +122,8 @@ and what the project's own backends all have."""
 
 CAPABILITIES: dict[str, str] = {
     "shared_connections": (
-        "each store_factory call is an independent connection to the same data "
-        "(two stores on one namespace see each other's writes)"
+        "store_factory calls give stores on the same data (two stores on one namespace "
+        "see each other's writes), some of them on independent connections"
     ),
     "unreachable": (
         "the suite can open a store on a backend that is down (fixture unreachable_store_factory)"
