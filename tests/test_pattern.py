@@ -218,3 +218,18 @@ def test_patterns_are_checked_before_the_cache() -> None:
     # The cache hashes its argument: an unhashable one must still be a DmemError.
     with pytest.raises(InvalidPatternError):
         compile_pattern(["a"])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("text", ["a*b", "x[1]?", "back\\slash", "]", "[^a-z]", "plain", "ü*?"])
+def test_escape_pattern_matches_the_text_literally(text: str) -> None:
+    escaped = dmem.escape_pattern(text)
+    assert compile_pattern(escaped).matches(text)
+    assert not compile_pattern(escaped).matches(text + "x")
+    prefix = compile_pattern(escaped + "*")
+    assert prefix.matches(text + "tail")
+    assert not prefix.matches("Q" + text)
+
+
+def test_escape_pattern_refuses_non_str() -> None:
+    with pytest.raises(dmem.InvalidPatternError):
+        dmem.escape_pattern(b"x")  # type: ignore[arg-type]

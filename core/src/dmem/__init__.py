@@ -15,7 +15,7 @@ from ._coordination import Lock
 from ._health import HealthStatus, redact_url
 from ._open import create_provider, default_url, open  # noqa: A004 - dmem.open is the API
 from ._options import ProviderOptions
-from ._pattern import Pattern, compile_pattern
+from ._pattern import Pattern, compile_pattern, escape_pattern
 from ._registry import EmbedderSpec, MiddlewareSpec, PluginInfo, ProviderSpec, registry
 from ._store import Store
 from ._system import MemorySystem
@@ -96,6 +96,7 @@ __all__ = [
     "Wrapper",
     "cached",
     "compile_pattern",
+    "escape_pattern",
     "create_provider",
     "decode",
     "default_url",

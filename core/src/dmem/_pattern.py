@@ -34,7 +34,7 @@ from functools import lru_cache
 
 from .errors import InvalidPatternError
 
-__all__ = ["Pattern", "compile_pattern"]
+__all__ = ["Pattern", "compile_pattern", "escape_pattern"]
 
 # Atomic groups and possessive quantifiers arrived in Python 3.11's re.
 _ATOMIC = sys.version_info >= (3, 11)
@@ -81,6 +81,20 @@ class Pattern:
 
     def __hash__(self) -> int:
         return hash(self.source)
+
+
+_SPECIAL = re.compile(r"([*?\[\]\\])")
+
+
+def escape_pattern(text: str) -> str:
+    """A pattern that matches ``text`` and nothing else (``*?[]\\`` escaped with ``\\``).
+
+    ``kv.keys(escape_pattern(prefix) + "*")`` lists the keys that start with ``prefix``,
+    whatever characters it holds.
+    """
+    if not isinstance(text, str):
+        raise InvalidPatternError("escape_pattern takes a str")
+    return _SPECIAL.sub(r"\\\1", text)
 
 
 @lru_cache(maxsize=512)
