@@ -1,0 +1,1 @@
+"""LangGraph long-term memory store over dmem (``DmemStore``); written in this package."""
