@@ -13,11 +13,20 @@ from ._cached import CachedFunction, cached
 from ._codec import decode, encode
 from ._coordination import Lock
 from ._health import HealthStatus, redact_url
+from ._loop_thread import run_sync
 from ._open import create_provider, default_url, open  # noqa: A004 - dmem.open is the API
 from ._options import ProviderOptions
 from ._pattern import Pattern, compile_pattern, escape_pattern
 from ._registry import EmbedderSpec, MiddlewareSpec, PluginInfo, ProviderSpec, registry
 from ._store import Store
+from ._sync import (
+    SyncLock,
+    SyncMemorySystem,
+    SyncStore,
+    SyncVectorStore,
+    open_sync,
+    open_vector_sync,
+)
 from ._system import MemorySystem
 from ._validation import MAX_NAMESPACE_BYTES
 from .errors import (
@@ -36,6 +45,7 @@ from .errors import (
     ProviderError,
     ProviderUnavailableError,
     StoreNotFoundError,
+    SyncCallInLoopError,
 )
 from .hookspecs import hookimpl
 from .middleware import Cache, Compression, Wrapper
@@ -93,6 +103,11 @@ __all__ = [
     "ProviderUnavailableError",
     "Store",
     "StoreNotFoundError",
+    "SyncCallInLoopError",
+    "SyncLock",
+    "SyncMemorySystem",
+    "SyncStore",
+    "SyncVectorStore",
     "Wrapper",
     "cached",
     "compile_pattern",
@@ -103,9 +118,12 @@ __all__ = [
     "encode",
     "hookimpl",
     "open",
+    "open_sync",
+    "open_vector_sync",
     "redact_url",
     "refuse_large_values",
     "registry",
+    "run_sync",
 ]
 
 __version__ = "0.1.0"

@@ -14,6 +14,7 @@ key, ``ConnectionError`` for an unreachable backend)::
     ├── NotSupportedError (NotImplementedError) the provider lacks an optional operation
     ├── LockNotAcquiredError (TimeoutError)   Lock: still held by another after ``wait``
     ├── LockLostError                         Lock: its ttl ran out while held
+    ├── SyncCallInLoopError (RuntimeError)    a sync call on dmem's own loop thread
     ├── CorruptValueError                     stored bytes cannot be decoded
     ├── PluginNotFoundError (LookupError)     no plugin for a URL scheme / name
     ├── StoreNotFoundError (FileNotFoundError) create=False and no such file / directory
@@ -43,6 +44,7 @@ __all__ = [
     "ProviderError",
     "ProviderUnavailableError",
     "StoreNotFoundError",
+    "SyncCallInLoopError",
 ]
 
 
@@ -90,6 +92,10 @@ class LockNotAcquiredError(DmemError, TimeoutError):
 class LockLostError(DmemError):
     """``Store.lock``: the lock's ttl ran out while it was held, so another owner may have
     taken it; raised when leaving the ``async with`` block."""
+
+
+class SyncCallInLoopError(DmemError, RuntimeError):
+    """A sync API call was made on dmem's own event-loop thread, where it would deadlock."""
 
 
 class CorruptValueError(DmemError):
