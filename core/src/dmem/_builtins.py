@@ -1,4 +1,4 @@
-"""The built-in plugin: the memory backends, Cache and Compression, and the embedders.
+"""The built-in plugin: the memory backends, Cache, Compression and Encryption, and the embedders.
 
 Registered through the same hooks as any third-party plugin.
 """
@@ -10,7 +10,7 @@ from collections.abc import Callable
 from ._registry import EmbedderSpec, MiddlewareSpec, ProviderSpec
 from .backends.memory import create_memory_provider
 from .hookspecs import hookimpl
-from .middleware import Cache, Compression
+from .middleware import Cache, Compression, Encryption
 from .vector import HashEmbedder, MiniLMEmbedder, create_memory_vector_provider, minilm_installed
 
 __all__ = ["dmem_register_embedders", "dmem_register_middleware", "dmem_register_providers"]
@@ -43,6 +43,11 @@ def dmem_register_middleware(register: Callable[[MiddlewareSpec], None]) -> None
     register(MiddlewareSpec("cache", Cache, "in-process LRU cache (ttl, max_entries, max_bytes)"))
     register(
         MiddlewareSpec("compression", Compression, "zlib/zstd/lz4 for values over a threshold")
+    )
+    register(
+        MiddlewareSpec(
+            "encryption", Encryption, "AES-256-GCM on values, key ids for rotation (keys=...)"
+        )
     )
 
 

@@ -37,6 +37,7 @@ from ._cli_common import (
     run,
 )
 from ._cli_plugin_new import plugin
+from ._cli_rekey import rekey
 from ._cli_transfer import copy, export, import_command
 from ._health import HealthStatus, redact_url
 from ._open import split_url
@@ -490,4 +491,5 @@ def bench(url: str, namespace: str | None, ops: int, size: int) -> None:
 main.add_command(copy)
 main.add_command(export)
 main.add_command(import_command)
+main.add_command(rekey)
 main.add_command(plugin)  # dmem plugin new NAME
