@@ -1,1 +1,10 @@
-"""LangGraph long-term memory store over dmem (``DmemStore``); written in this package."""
+"""LangGraph's long-term memory store over dmem: ``DmemStore``.
+
+``from langgraph.store.dmem import DmemStore``; see ``integrations/langgraph/STORE.md``.
+"""
+
+from __future__ import annotations
+
+from ._store import DmemStore
+
+__all__ = ["DmemStore"]
