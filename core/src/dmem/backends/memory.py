@@ -11,6 +11,13 @@ Expired keys are invisible at once and purged on the next write after their
 expiry (a heap of deadlines makes that cheap; it is rebuilt when rewrites have left it
 holding more stale deadlines than live keys, so it cannot grow without bound either).
 
+Invalidation channel (``open_invalidation``, mode ``"memory"``, bound 0): every write
+through a provider of the backend calls the listeners the *other* providers of that
+namespace opened before it returns (writes through the provider that opened a listener
+pass through that listener's ``Cache`` already), so a ``Cache`` on ``memory://NAME`` sees
+the writes of every other store of the process at once. A listener of another event loop
+is called on its own loop's thread (``call_soon_threadsafe``).
+
 Options: ``namespace``, and ``max_value_bytes`` (at least 4 MiB; larger encoded values
 raise InvalidValueError, a batch holding one writes nothing), for trying out how code
 behaves against a backend with a value limit.
@@ -18,14 +25,17 @@ behaves against a backend with a value limit.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
+import logging
 import math
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from typing import Any
 
 from .._counter import add_to_counter, encode_counter, parse_counter
 from .._health import HealthStatus
+from .._invalidation import InvalidationChannel, InvalidationListener
 from .._options import ProviderOptions
 from .._pattern import Pattern
 from ..errors import KeyNotFoundError
@@ -34,6 +44,7 @@ from ..provider import Entry, refuse_large_values
 __all__ = ["MemoryProvider", "create_memory_provider"]
 
 _now = time.monotonic
+log = logging.getLogger("dmem.memory")
 
 
 class _Item:
@@ -48,12 +59,52 @@ class _Item:
 class _Space:
     """One namespace of one backend."""
 
-    __slots__ = ("deadlines", "items", "tag_index")
+    __slots__ = ("channels", "deadlines", "items", "tag_index")
 
     def __init__(self) -> None:
         self.items: dict[str, _Item] = {}
         self.tag_index: dict[tuple[str, str], set[str]] = {}
         self.deadlines: list[tuple[float, str]] = []
+        self.channels: list[_Channel] = []
+
+
+class _Channel:
+    """A listener of one namespace, and the provider whose own writes it skips."""
+
+    mode = "memory"
+    bound = 0.0  # called before the write returns
+
+    def __init__(self, space: _Space, owner: object, listener: InvalidationListener) -> None:
+        self._space = space
+        self.owner = owner
+        self._listener = listener
+        self._loop = asyncio.get_running_loop()
+        self.up = True
+
+    def notify(self, keys: Collection[str] | None) -> None:
+        try:
+            if _running_loop() is self._loop:
+                self._listener.invalidate(keys)
+            else:
+                self._loop.call_soon_threadsafe(self._listener.invalidate, keys)
+        except Exception:  # a listener's failure must not fail another store's write
+            log.exception("an invalidation listener failed; closing its channel")
+            self._detach()
+
+    def _detach(self) -> None:
+        self.up = False
+        if self in self._space.channels:
+            self._space.channels.remove(self)
+
+    async def close(self) -> None:
+        self._detach()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 class _Backend:
@@ -107,7 +158,22 @@ class MemoryProvider:
     async def aclose(self) -> None:
         pass
 
+    async def open_invalidation(self, listener: InvalidationListener) -> InvalidationChannel:
+        """Call ``listener`` for every write to this namespace made through another provider
+        of the backend (``memory://NAME``'s other stores, ``with_namespace`` ones)."""
+        channel = _Channel(self._space, self, listener)
+        self._space.channels.append(channel)
+        return channel
+
     # --- internals -------------------------------------------------------------------------
+    def _changed(self, keys: Collection[str] | None) -> None:
+        """Tell the other providers' listeners; a no-op (one check) when there are none."""
+        channels = self._space.channels
+        if channels:
+            for channel in list(channels):
+                if channel.owner is not self:
+                    channel.notify(keys)
+
     def _live(self, key: str) -> _Item | None:
         item = self._items.get(key)
         if item is None:
@@ -229,6 +295,7 @@ class MemoryProvider:
         if if_not_exists and self._live(key) is not None:
             return False
         self._write(key, value, ttl_ms, tags)
+        self._changed((key,))
         return True
 
     async def set_many(
@@ -242,13 +309,15 @@ class MemoryProvider:
         if self.max_value_bytes is not None:
             refuse_large_values([value for _, value in items], self.max_value_bytes)
         self._purge_due(_now())
-        written = 0
+        written: list[str] = []
         for key, value in items:
             if if_not_exists and self._live(key) is not None:
                 continue
             self._write(key, value, ttl_ms, tags)
-            written += 1
-        return written
+            written.append(key)
+        if written:
+            self._changed(written)
+        return len(written)
 
     async def delete(self, key: str) -> bool:
         self._purge_due(_now())
@@ -256,17 +325,20 @@ class MemoryProvider:
         if item is None:
             return False
         self._remove(key, item)
+        self._changed((key,))
         return True
 
     async def delete_many(self, keys: Sequence[str]) -> int:
         self._purge_due(_now())
-        removed = 0
+        removed: list[str] = []
         for key in keys:
             item = self._live(key)
             if item is not None:
                 self._remove(key, item)
-                removed += 1
-        return removed
+                removed.append(key)
+        if removed:
+            self._changed(removed)
+        return len(removed)
 
     async def clear(self) -> int:
         now = _now()
@@ -276,6 +348,7 @@ class MemoryProvider:
         self._items.clear()
         self._space.tag_index.clear()
         self._space.deadlines.clear()
+        self._changed(None)
         return live
 
     # --- listing ---------------------------------------------------------------------------
@@ -334,6 +407,7 @@ class MemoryProvider:
             return False
         item.expires_at = _now() + ttl_ms / 1000
         self._add_deadline(item.expires_at, key)
+        self._changed((key,))
         return True
 
     async def persist(self, key: str) -> bool:
@@ -341,6 +415,7 @@ class MemoryProvider:
         if item is None:
             return False
         item.expires_at = None
+        self._changed((key,))
         return True
 
     async def ttl(self, key: str) -> float | None:
@@ -356,9 +431,10 @@ class MemoryProvider:
         if item is None:
             result = add_to_counter(0, delta)
             self._write(key, encode_counter(result), ttl_ms, {})
-            return result
-        result = add_to_counter(parse_counter(item.value), delta)
-        item.value = encode_counter(result)  # in place: expiry and tags stay
+        else:
+            result = add_to_counter(parse_counter(item.value), delta)
+            item.value = encode_counter(result)  # in place: expiry and tags stay
+        self._changed((key,))
         return result
 
     async def compare_and_set(
@@ -376,6 +452,7 @@ class MemoryProvider:
         if item is None or item.value != expected:
             return False
         self._write(key, value, ttl_ms, tags)
+        self._changed((key,))
         return True
 
     async def compare_and_delete(self, key: str, expected: bytes) -> bool:
@@ -384,18 +461,21 @@ class MemoryProvider:
         if item is None or item.value != expected:
             return False
         self._remove(key, item)
+        self._changed((key,))
         return True
 
     async def delete_by_tag(self, name: str, value: str) -> int:
         self._purge_due(_now())
         members = self._space.tag_index.get((name, value))
-        removed = 0
+        removed: list[str] = []
         for key in list(members or ()):
             item = self._live(key)
             if item is not None:
                 self._remove(key, item)
-                removed += 1
-        return removed
+                removed.append(key)
+        if removed:
+            self._changed(removed)
+        return len(removed)
 
     async def footprint(self) -> int:
         """Records held for this namespace: items, tag-index entries and queued deadlines."""

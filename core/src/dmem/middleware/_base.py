@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from .._health import HealthStatus
+from .._invalidation import InvalidationChannel, InvalidationListener
 from .._pattern import Pattern
 from ..errors import NotSupportedError
 from ..provider import Entry, KVProvider
@@ -153,3 +154,10 @@ class Wrapper:
     async def delete_by_tag(self, name: str, value: str) -> int:
         removed: int = await self._inner_op("delete_by_tag")(name, value)
         return removed
+
+    # --- optional member: the invalidation channel (dmem._invalidation) ---------------------
+    async def open_invalidation(self, listener: InvalidationListener) -> InvalidationChannel:
+        """The inner provider's channel: a middleware that keeps keys as they are (Cache,
+        Compression) passes the listener down unchanged. NotSupportedError without one."""
+        channel: InvalidationChannel = await self._inner_op("open_invalidation")(listener)
+        return channel
