@@ -1,68 +1,22 @@
 """get_or_set(lock=True) and Store.lock across processes, on a SQLite file and PostgreSQL.
 
-Four real processes (``coord_child.py``, run with this interpreter) start together: one
-factory call among them, one lock holder at a time.
+The tests are dmem_conformance.processes' (four real processes, one factory call among them,
+one lock holder at a time); this module gives them the URLs.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-import dmem
 import pytest
-
-CHILD = str(Path(__file__).with_name("coord_child.py"))
-PROCESSES = 4
+from dmem_conformance.processes import ProcessCoordinationTests
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'coord.db'}"
-    pytest.importorskip("asyncpg")
-    base: str = request.getfixturevalue("postgres_url")
-    return f"{base}{'&' if '?' in base else '?'}table=dmem_coord"
-
-
-async def _clear(url: str) -> None:
-    async with dmem.open(url, namespace="coord") as kv:
-        await kv.clear()
-
-
-def _run_children(url: str, tmp_path: Path, command: str, *extra: str) -> list[str]:
-    asyncio.run(_clear(url))
-    go = tmp_path / f"go-{command}"
-    children = [
-        subprocess.Popen(
-            [sys.executable, CHILD, command, url, str(go), *extra],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(PROCESSES)
-    ]
-    go.touch()
-    outputs = []
-    for child in children:
-        out, err = child.communicate(timeout=120)
-        assert child.returncode == 0, err
-        outputs.append(out.strip().splitlines()[-1])
-    return outputs
-
-
-def test_get_or_set_with_lock_calls_the_factory_once(url: str, tmp_path: Path) -> None:
-    calls = tmp_path / "calls"
-    calls.mkdir()
-    values = [json.loads(line) for line in _run_children(url, tmp_path, "get_or_set", str(calls))]
-    assert len(list(calls.iterdir())) == 1, "the factory ran in more than one process"
-    assert all(value == values[0] for value in values), "processes got different values"
-
-
-def test_lock_has_one_holder_at_a_time(url: str, tmp_path: Path) -> None:
-    seen = [json.loads(line) for line in _run_children(url, tmp_path, "lock")]
-    assert [len(s) for s in seen] == [5] * PROCESSES
-    assert {n for s in seen for n in s} == {1}, f"two holders at once: {seen}"
+class TestSqlAcrossProcesses(ProcessCoordinationTests):
+    @pytest.fixture(params=["sqlite", "postgresql"])
+    def url(self, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+        if request.param == "sqlite":
+            return f"sqlite:///{tmp_path / 'coord.db'}"
+        pytest.importorskip("asyncpg")
+        base: str = request.getfixturevalue("postgres_url")
+        return f"{base}{'&' if '?' in base else '?'}table=dmem_coord"
