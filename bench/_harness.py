@@ -24,14 +24,26 @@ import argparse
 import contextlib
 import gc
 import os
+import shutil
+import socket
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Bench", "Row", "ServerUnavailable", "parse_args", "postgres_url"]
+__all__ = [
+    "Bench",
+    "Row",
+    "ServerUnavailable",
+    "parse_args",
+    "postgres_url",
+    "redis_url",
+    "start_redis_server",
+]
 
 AsyncOp = Callable[[], Awaitable[object]]
 _MAX_ROUNDS = 200  # a bound on the time-driven rounds when one round is very short
@@ -175,3 +187,52 @@ def postgres_url() -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+def start_redis_server(workdir: str) -> tuple[subprocess.Popen[bytes], str]:
+    """A throwaway ``redis-server`` from PATH on a free loopback port (no persistence).
+
+    Returns the process and its URL once it answers PING; :class:`ServerUnavailable` when
+    there is no redis-server or it does not start within 10 s.
+    """
+    if shutil.which("redis-server") is None:
+        raise ServerUnavailable("redis-server is not on PATH (or set DMEM_BENCH_REDIS_URL)")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(
+        [
+            *("redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""),
+            *("--appendonly", "no", "--dir", workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
+                conn.sendall(b"PING\r\n")
+                if conn.recv(16).startswith(b"+PONG"):
+                    return process, f"redis://127.0.0.1:{port}/0"
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    process.wait()
+    raise ServerUnavailable("redis-server did not start")
+
+
+@contextlib.contextmanager
+def redis_url() -> Iterator[str]:
+    """``DMEM_BENCH_REDIS_URL``, or a throwaway redis-server for the block's length."""
+    url = os.environ.get("DMEM_BENCH_REDIS_URL")
+    if url:
+        yield url
+        return
+    with tempfile.TemporaryDirectory() as workdir:
+        process, url = start_redis_server(workdir)
+        try:
+            yield url
+        finally:
+            process.terminate()
+            process.wait(10)

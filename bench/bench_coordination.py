@@ -16,7 +16,6 @@ Redis: a throwaway redis-server from PATH, or ``DMEM_BENCH_REDIS_URL``.
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -27,8 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import aiosqlite
 import dmem
 
-from bench._harness import Bench, parse_args
-from bench.bench_redis import _start_server
+from bench._harness import Bench, parse_args, redis_url
 
 VALUE = {"name": "Ada", "role": "admin", "score": 42}
 
@@ -169,17 +167,8 @@ async def run(quick: bool, url: str) -> bool:
 
 def main() -> int:
     args = parse_args(__doc__ or "")
-    url = os.environ.get("DMEM_BENCH_REDIS_URL")
-    process = None
-    with tempfile.TemporaryDirectory() as workdir:
-        if url is None:
-            process, url = _start_server(workdir)
-        try:
-            ok = asyncio.run(run(args.quick, url))
-        finally:
-            if process is not None:
-                process.terminate()
-                process.wait(10)
+    with redis_url() as url:
+        ok = asyncio.run(run(args.quick, url))
     return 0 if ok or not args.check else 1
 
 

@@ -40,6 +40,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._harness import redis_url
+
 WAYS = ("with_namespace", "open (shared)", "open (own)")
 
 
@@ -151,18 +153,8 @@ def main() -> None:
             if backend == "sqlite":
                 rows += _measure("sqlite", f"sqlite:///{Path(workdir) / 'ns.db'}", args.count)
             elif backend == "redis":
-                from bench.bench_redis import _start_server
-
-                url = os.environ.get("DMEM_BENCH_REDIS_URL")
-                process = None
-                if not url:
-                    process, url = _start_server(workdir)
-                try:
+                with redis_url() as url:
                     rows += _measure("redis", url, args.count)
-                finally:
-                    if process is not None:
-                        process.terminate()
-                        process.wait()
             else:
                 raise SystemExit(f"unknown backend {backend!r} (redis, sqlite)")
     print(f"\n1 + {args.count} namespaces, opened and each used once (set + get)\n")

@@ -17,13 +17,7 @@ Redis get.
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -32,45 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import dmem
 from dmem import Cache
 
-from bench._harness import Bench, parse_args
+from bench._harness import Bench, parse_args, redis_url
 
 VALUE = {"name": "Ada", "role": "admin", "score": 42, "tags": ["a", "b", "c"]}
-
-
-def _start_server(workdir: str) -> tuple[subprocess.Popen[bytes], str]:
-    if shutil.which("redis-server") is None:
-        raise SystemExit("redis-server is not on PATH (or set DMEM_BENCH_REDIS_URL)")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    process = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
-                conn.sendall(b"PING\r\n")
-                if conn.recv(16).startswith(b"+PONG"):
-                    return process, f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    raise SystemExit("redis-server did not start")
 
 
 async def run(url: str, quick: bool) -> bool:
@@ -208,17 +166,8 @@ async def run(url: str, quick: bool) -> bool:
 
 def main() -> int:
     args = parse_args(__doc__ or "")
-    url = os.environ.get("DMEM_BENCH_REDIS_URL")
-    process = None
-    with tempfile.TemporaryDirectory() as workdir:
-        if url is None:
-            process, url = _start_server(workdir)
-        try:
-            ok = asyncio.run(run(url, args.quick))
-        finally:
-            if process is not None:
-                process.terminate()
-                process.wait(10)
+    with redis_url() as url:
+        ok = asyncio.run(run(url, args.quick))
     return 0 if ok or not args.check else 1
 
 
