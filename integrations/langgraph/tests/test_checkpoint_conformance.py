@@ -16,7 +16,6 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.conformance import checkpointer_test, validate
 from langgraph.checkpoint.conformance.capabilities import ALL_CAPABILITIES
 from langgraph.checkpoint.conformance.report import ProgressCallbacks
-
 from langgraph.checkpoint.dmem import AsyncDmemSaver, DmemSaver
 
 BACKENDS = ("sqlite", "postgresql", "redis")
