@@ -144,10 +144,10 @@ class Encryption:
             )
         self.key_ids: tuple[str, ...] = tuple(ciphers)
         self.primary = primary
-        self._ciphers = ciphers
-        self._header = (
-            ENVELOPE_MAGIC + bytes((ENVELOPE_VERSION, len(primary))) + primary.encode("ascii")
-        )
+        self._by_header = {_header(key_id): cipher for key_id, cipher in ciphers.items()}
+        self._header = _header(primary)
+        self._primary_cipher = ciphers[primary]
+        self._namespaces: dict[str, bytes] = {}
         self.overhead = len(self._header) + NONCE_BYTES + TAG_BYTES
         self._invalid_tag = _invalid_tag()
 
@@ -210,42 +210,50 @@ class Encryption:
         )
 
     # --- the envelope ----------------------------------------------------------------------
-    @staticmethod
-    def _aad(header: bytes, namespace: str, key: str) -> bytes:
-        ns = namespace.encode("utf-8")
-        return header + _LENGTH.pack(len(ns)) + ns + key.encode("utf-8")
+    # The hot path looks envelopes up by their whole header (magic, version, key id) in a
+    # dict of the known ones, and keeps each namespace's part of the associated data, so a
+    # call does no parsing and no encoding beyond the record's key: the cipher is the cost.
+    def _namespace_part(self, namespace: str) -> bytes:
+        part = self._namespaces.get(namespace)
+        if part is None:
+            ns = namespace.encode("utf-8")
+            part = _LENGTH.pack(len(ns)) + ns
+            if len(self._namespaces) < 1024:  # bounded: namespaces are few, but not known
+                self._namespaces[namespace] = part
+        return part
 
     def seal(self, namespace: str, key: str, plaintext: bytes) -> bytes:
         """The envelope of ``plaintext`` stored at ``key`` of ``namespace`` (primary key)."""
         header = self._header
         nonce = os.urandom(NONCE_BYTES)
-        sealed = self._ciphers[self.primary].encrypt(
-            nonce, plaintext, self._aad(header, namespace, key)
-        )
-        return header + nonce + sealed
+        aad = header + self._namespace_part(namespace) + key.encode("utf-8")
+        return header + nonce + self._primary_cipher.encrypt(nonce, plaintext, aad)
 
     def open(self, namespace: str, key: str, envelope: bytes) -> bytes:
         """The plaintext of ``envelope`` read at ``key`` of ``namespace``, or
         :class:`CorruptValueError` (not an envelope, unknown key id, failed authentication)."""
-        key_id = envelope_key_id(envelope)
-        size = _HEADER_FIXED + len(key_id)
-        if len(envelope) < size + NONCE_BYTES + TAG_BYTES:
-            raise CorruptValueError(f"encrypted value (key id {key_id!r}) is truncated")
-        cipher = self._ciphers.get(key_id)
+        size = _HEADER_FIXED + (envelope[3] if len(envelope) > 3 else 0)
+        header = envelope[:size]
+        cipher = self._by_header.get(header)
         if cipher is None:
+            key_id = envelope_key_id(envelope)  # says what is wrong with it
             raise CorruptValueError(
                 f"value was encrypted with key id {key_id!r}, which is not among this "
                 f"Encryption's key ids {list(self.key_ids)}: add that key to keys="
             )
-        nonce = envelope[size : size + NONCE_BYTES]
-        try:
-            return cipher.decrypt(
-                nonce, envelope[size + NONCE_BYTES :], self._aad(envelope[:size], namespace, key)
+        if len(envelope) < size + NONCE_BYTES + TAG_BYTES:
+            raise CorruptValueError(
+                f"encrypted value (key id {header[_HEADER_FIXED:].decode()!r}) is truncated"
             )
+        view = memoryview(envelope)  # no copy of the ciphertext
+        aad = header + self._namespace_part(namespace) + key.encode("utf-8")
+        try:
+            return cipher.decrypt(view[size : size + NONCE_BYTES], view[size + NONCE_BYTES :], aad)
         except self._invalid_tag:
             raise CorruptValueError(
-                f"encrypted value (key id {key_id!r}) fails authentication: it was changed, "
-                "truncated, or copied from another key or namespace"
+                f"encrypted value (key id {header[_HEADER_FIXED:].decode()!r}) fails "
+                "authentication: it was changed, truncated, or copied from another key or "
+                "namespace"
             ) from None
 
     def wrap(self, inner: KVProvider) -> EncryptionProvider:
@@ -263,6 +271,10 @@ class Encryption:
 
     def __repr__(self) -> str:
         return f"Encryption(key_ids={list(self.key_ids)!r}, primary={self.primary!r})"
+
+
+def _header(key_id: str) -> bytes:
+    return ENVELOPE_MAGIC + bytes((ENVELOPE_VERSION, len(key_id))) + key_id.encode("ascii")
 
 
 def envelope_key_id(stored: bytes) -> str:
