@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import sys
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -48,7 +49,11 @@ __all__ = [
 
 T = TypeVar("T")
 
-_SCAN_CHUNK = 256  # entries a sync scan fetches per hop to the loop thread
+_SCAN_CHUNK = 256  # entries a sync scan fetches per hop to the loop thread, at most
+# ... and about this many bytes of values (shallow sys.getsizeof: exact for str and bytes),
+# so that a scan of large values still streams in constant memory (the scan.memory clause:
+# 256 values of 4 KiB held at once broke it).
+_SCAN_CHUNK_BYTES = 128 * 1024
 
 
 class _OnLoop:
@@ -281,9 +286,12 @@ async def _take(
     entries: AsyncIterator[tuple[str, Any]], limit: int
 ) -> tuple[list[tuple[str, Any]], bool]:
     chunk: list[tuple[str, Any]] = []
+    size = 0
     try:
-        while len(chunk) < limit:
-            chunk.append(await entries.__anext__())
+        while len(chunk) < limit and size < _SCAN_CHUNK_BYTES:
+            entry = await entries.__anext__()
+            chunk.append(entry)
+            size += sys.getsizeof(entry[1])
     except StopAsyncIteration:
         return chunk, True
     return chunk, False
