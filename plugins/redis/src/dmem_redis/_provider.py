@@ -23,12 +23,14 @@ from dmem import (
     ProviderError,
     refuse_large_values,
 )
+from dmem._invalidation import InvalidationChannel, InvalidationListener
 from dmem.provider import Entry
 from dmem.sharing import Lease
 
 from . import _coordination
 from ._client import execute_once, log, map_error
 from ._config import RedisConfig
+from ._invalidation import RedisInvalidation
 from ._layout import Layout, tag_suffix
 from ._scripts import (
     DELETE,
@@ -167,6 +169,19 @@ class RedisProvider:
         self._client = self._sentinel = None
         if lease is not None:
             await lease.release()  # the last store closes the client and its connections
+
+    async def open_invalidation(self, listener: InvalidationListener) -> InvalidationChannel:
+        """Follow every write to this namespace's keys (``_invalidation``: CLIENT TRACKING in
+        broadcast mode on a connection of the channel's own, per primary in a Cluster)."""
+        if self._lease is None:
+            from dmem import NotInitializedError
+
+            raise NotInitializedError("the Redis provider is not initialized")
+        channel = RedisInvalidation(
+            listener, self._config, self._layout, self._client, self._cluster
+        )
+        await channel.open()
+        return channel
 
     # --- helpers ---------------------------------------------------------------------------
     def _where(self, key: str) -> tuple[str, str]:

@@ -1,0 +1,267 @@
+"""The Redis invalidation channel: server-assisted client-side caching, broadcast mode.
+
+One connection per server (one per primary in a Cluster) of the channel's own, never the
+pool's, speaks RESP2 whatever the client speaks, and runs::
+
+    CLIENT ID                                      -> id
+    CLIENT TRACKING on REDIRECT <id> BCAST PREFIX P1k: [PREFIX P2k: ...]
+    SUBSCRIBE __redis__:invalidate
+
+so that Redis itself sends the names of the keys of the namespace's value prefixes that
+any client changes (dmem or not, scripts too, expiry and eviction included) to that same
+connection, as pub/sub messages; a FLUSHDB/FLUSHALL arrives as a message without keys. Redis
+queues them before the writer's reply goes out, so a message is on the wire before the
+write returns (a push mode: ``bound`` is None, delivery latency only).
+
+Tracking lives and dies with the connection, so the channel is up exactly while every
+connection is: a connection lost (server killed or restarted, failover), a PING not
+answered within the client's socket timeout, or a Cluster's primaries changing calls
+``listener.channel_down()``, and the channel reconnects with backoff and calls
+``channel_up()`` once every connection is tracking again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import redis.exceptions as rex
+from dmem import ProviderUnavailableError
+from dmem._invalidation import InvalidationListener
+
+from ._client import map_error
+from ._config import RedisConfig
+from ._layout import Layout
+
+__all__ = ["RedisInvalidation"]
+
+log = logging.getLogger("dmem.redis")
+
+_CHANNEL = b"__redis__:invalidate"
+_PING_EVERY = 1.0  # seconds of silence after which a connection is asked to answer a PING
+_BACKOFF = (0.05, 2.0)  # first and longest pause between reconnect attempts, seconds
+_TOPOLOGY_EVERY = 1.0  # how often a Cluster's primaries are compared with those followed
+_ERRORS = (rex.RedisError, OSError, asyncio.TimeoutError, ConnectionError)
+
+
+def _maker(connection_class: Any, kwargs: dict[str, Any]) -> Callable[[], Any]:
+    # RESP2 whatever the client speaks: invalidations then arrive as pub/sub messages.
+    return lambda: connection_class(**{**kwargs, "protocol": 2})
+
+
+class _Lost(Exception):
+    """A connection stopped answering, or the Cluster's primaries changed."""
+
+
+class RedisInvalidation:
+    """An open channel (see the module's docstring); made by ``RedisProvider``."""
+
+    mode = "redis-tracking"
+    bound: float | None = None
+
+    def __init__(
+        self,
+        listener: InvalidationListener,
+        config: RedisConfig,
+        layout: Layout,
+        client: Any,
+        cluster: bool,
+    ) -> None:
+        self._listener = listener
+        self._config = config
+        self._layout = layout
+        self._client = client
+        self._cluster = cluster
+        self._prefixes = [p.encode() for p in layout.value_prefixes]
+        self._up = False
+        self._closed = False
+        self._task: asyncio.Task[None] | None = None
+        self._opened: asyncio.Future[None] | None = None
+        self._timeout = float(config.timeout)
+
+    def __repr__(self) -> str:
+        state = "up" if self._up else "down"
+        return f"<RedisInvalidation {self._config.shown_url} {state}>"
+
+    @property
+    def up(self) -> bool:
+        return self._up
+
+    async def open(self) -> None:
+        """Start listening; returns once every connection tracks, or raises
+        ProviderUnavailableError (the first attempt's failure)."""
+        loop = asyncio.get_running_loop()
+        self._opened = loop.create_future()
+        self._task = loop.create_task(self._run())
+        try:
+            await asyncio.shield(self._opened)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        self._closed = True
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait([task])
+        self._up = False
+
+    # --- the loop ----------------------------------------------------------------------------
+    async def _run(self) -> None:
+        pause = _BACKOFF[0]
+        while not self._closed:
+            connections: list[Any] = []
+            try:
+                connections = await self._connect_all()
+                pause = _BACKOFF[0]
+                self._set_up()
+                await self._follow(connections)
+            except asyncio.CancelledError:
+                raise
+            except (*_ERRORS, _Lost) as exc:
+                if self._opened is not None and not self._opened.done():
+                    err = map_error(exc, self._config)
+                    self._opened.set_exception(
+                        err
+                        if isinstance(err, ProviderUnavailableError)
+                        else ProviderUnavailableError(f"invalidation channel: {err}")
+                    )
+                    return
+                log.warning(
+                    "invalidation channel lost (%s); caches serve nothing until it is back",
+                    type(exc).__name__,
+                )
+            finally:
+                self._set_down()
+                for connection in connections:
+                    with contextlib.suppress(Exception):
+                        await connection.disconnect()
+            await asyncio.sleep(pause)
+            pause = min(_BACKOFF[1], pause * 2)
+            if self._cluster:
+                # The node that went away may have been replaced: ask the cluster again.
+                with contextlib.suppress(*_ERRORS, rex.RedisClusterException):
+                    await self._client.nodes_manager.initialize()
+
+    def _set_up(self) -> None:
+        if self._opened is not None and not self._opened.done():
+            self._up = True
+            self._opened.set_result(None)
+            return
+        if not self._up:
+            self._up = True
+            log.info("invalidation channel back")
+            self._listener.channel_up()
+
+    def _set_down(self) -> None:
+        if self._up:
+            self._up = False
+            if not self._closed:
+                self._listener.channel_down()
+
+    def _targets(self) -> list[Callable[[], Any]]:
+        """How to make a connection of the channel's own to each server to follow."""
+        if self._cluster:
+            return [
+                _maker(node.connection_class, node.connection_kwargs)
+                for node in self._client.get_primaries()
+            ]
+        pool = self._client.connection_pool
+        # A Sentinel pool's kwargs name the pool: such a connection asks the sentinels for
+        # the primary at every connect.
+        return [_maker(pool.connection_class, pool.connection_kwargs)]
+
+    async def _connect_all(self) -> list[Any]:
+        connections: list[Any] = []
+        try:
+            for make in self._targets():
+                connection = make()
+                connections.append(connection)
+                await self._track(connection)
+        except BaseException:
+            for connection in connections:
+                with contextlib.suppress(Exception):
+                    await connection.disconnect()
+            raise
+        return connections
+
+    async def _track(self, connection: Any) -> None:
+        await connection.connect()
+        await connection.send_command("CLIENT", "ID")
+        client_id = await connection.read_response()
+        prefixes: list[Any] = []
+        for prefix in self._prefixes:
+            prefixes += ["PREFIX", prefix]
+        await connection.send_command(
+            "CLIENT", "TRACKING", "on", "REDIRECT", client_id, "BCAST", *prefixes
+        )
+        reply = await connection.read_response()
+        if reply not in (b"OK", "OK"):
+            raise _Lost(f"CLIENT TRACKING answered {reply!r}")
+        await connection.send_command("SUBSCRIBE", _CHANNEL)
+        reply = await connection.read_response()
+        if not (isinstance(reply, list) and reply and reply[0] in (b"subscribe", "subscribe")):
+            raise _Lost("SUBSCRIBE was not confirmed")
+
+    async def _follow(self, connections: Sequence[Any]) -> None:
+        """Read every connection until one fails (or the topology changes): raises."""
+        tasks = [asyncio.ensure_future(self._read(c)) for c in connections]
+        if self._cluster:
+            names = {node.name for node in self._client.get_primaries()}
+            tasks.append(asyncio.ensure_future(self._watch_topology(names)))
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # raises what ended it
+            raise _Lost("a connection stopped")
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+
+    async def _watch_topology(self, names: set[str]) -> None:
+        while True:
+            await asyncio.sleep(_TOPOLOGY_EVERY)
+            if {node.name for node in self._client.get_primaries()} != names:
+                raise _Lost("the cluster's primaries changed")
+
+    async def _read(self, connection: Any) -> None:
+        pinged: float | None = None  # time.monotonic() of an unanswered PING
+        while True:
+            wait = _PING_EVERY if pinged is None else pinged + self._timeout - time.monotonic()
+            if wait <= 0:
+                raise _Lost("no answer to PING")
+            message = await connection.read_response(timeout=wait)
+            if message is None:  # silence: ask, or count the time since asking
+                if pinged is None:
+                    await connection.send_command("PING")
+                    pinged = time.monotonic()
+                continue
+            kind = message[0] if isinstance(message, list) and message else None
+            if kind == b"message" and message[1] == _CHANNEL:
+                self._deliver(message[2])
+            elif kind == b"pong":
+                pinged = None
+
+    def _deliver(self, raw_keys: Any) -> None:
+        if raw_keys is None:  # FLUSHDB / FLUSHALL: every key
+            self._listener.invalidate(None)
+            return
+        if isinstance(raw_keys, bytes):
+            raw_keys = [raw_keys]
+        parse = self._layout.parse_value_key
+        keys = []
+        for raw in raw_keys:
+            try:
+                key = parse(raw)
+            except UnicodeDecodeError:  # not written by dmem; not a key a Cache holds
+                continue
+            if key is not None:
+                keys.append(key)
+        if keys:
+            self._listener.invalidate(keys)

@@ -1,0 +1,220 @@
+"""Process B of the two-process staleness tests of the push channels (Redis, PostgreSQL).
+
+Run as a script (not collected)::
+
+    python pushed_stale_child.py URL NAMESPACE LAST
+
+B opens ``URL``, opens the provider's invalidation channel with a small cache of its own
+(:class:`TinyCache`: the protocol's listener, the way a ``Cache`` uses it), prints "ready",
+then reads key "n" through the cache every ``_PAUSE`` seconds (sleeping between reads, as
+a server process waits for its next request) until it has read LAST and 0.2 s more, and
+prints the JSON of its report: ``rows``, the list of ``[start, end, value]`` of every read
+whose value differs from the read before (and the last read), times from ``time.monotonic()``
+(CLOCK_MONOTONIC: one clock for every process of the machine).
+
+The test (process A) writes ``n = 1..N`` and records when each ``set`` returned; then
+:func:`analyse` gives the staleness of each write: from the moment its ``set`` returned until
+B started the first read from which on every read returned a value >= i (:func:`analyse`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Collection, Sequence
+from typing import Any
+
+import dmem
+
+_PAUSE = 0.0002  # seconds B sleeps between two reads
+
+
+class TinyCache:
+    """A read-through cache of one store that the channel keeps coherent.
+
+    The epoch is bumped by every message: a read that was in flight while one arrived does
+    not cache what it read (it may be the value from before the write).
+    """
+
+    def __init__(self, kv: dmem.Store) -> None:
+        self.kv = kv
+        self.values: dict[str, Any] = {}
+        self.epoch = 0
+        self.serving = True
+        self.downs = 0
+        self.ups = 0
+        self.messages = 0
+        self.hits = 0
+        self.arrivals: list[float] = []  # time.monotonic() of each message
+
+    def invalidate(self, keys: Collection[str] | None) -> None:
+        self.messages += 1
+        self.arrivals.append(time.monotonic())
+        self.epoch += 1
+        if keys is None:
+            self.values.clear()
+        else:
+            for key in keys:
+                self.values.pop(key, None)
+
+    def channel_down(self) -> None:
+        self.downs += 1
+        self.epoch += 1
+        self.serving = False
+        self.values.clear()
+
+    def channel_up(self) -> None:
+        self.ups += 1
+        self.epoch += 1
+        self.serving = True
+
+    async def get(self, key: str) -> Any:
+        if self.serving and key in self.values:
+            self.hits += 1
+            return self.values[key]
+        epoch = self.epoch
+        value = await self.kv.get(key)
+        if self.serving and epoch == self.epoch:
+            self.values[key] = value
+        return value
+
+
+def analyse(
+    returned: Sequence[float], reads: Sequence[Sequence[float]], allowance: float
+) -> tuple[list[float], list[str]]:
+    """(staleness of each write in seconds, reads that broke "never older than i once write
+    i returned + allowance").
+
+    ``returned[i - 1]``: when A's ``set(n, i)`` returned; ``reads``: B's [start, end, value]
+    (value changes only, so the reads between two rows returned the first row's value).
+
+    Staleness of write i: from the moment its ``set`` returned until the start of B's first
+    read from which on every read returned a value >= i (0 if that read started before the
+    write returned). The read's start, not its end: a read that misses the cache waits for
+    the backend, and that wait is the backend's latency, not staleness.
+    """
+    values = [-1 if row[2] is None else row[2] for row in reads]
+    floor = values[:]  # floor[r]: the smallest value read from row r on
+    for r in range(len(floor) - 2, -1, -1):
+        floor[r] = min(floor[r], floor[r + 1])
+    staleness: list[float] = []
+    j = 0
+    for i, done in enumerate(returned, start=1):
+        while j < len(reads) and floor[j] < i:
+            j += 1
+        if j == len(reads):
+            staleness.append(float("inf"))
+            continue
+        staleness.append(max(0.0, reads[j][0] - done))
+    broken: list[str] = []
+    # Read rows hold runs of one value: row r's value was returned by every read that
+    # started from row r's start until row r+1's start. The newest write that had returned
+    # (+ allowance) before a run ended must not be newer than the run's value.
+    for r, (start, _end, value) in enumerate(reads):
+        run_end = reads[r + 1][0] if r + 1 < len(reads) else reads[r][1]
+        newest = _newest_before(returned, run_end - allowance)
+        if newest and (value is None or value < newest):
+            broken.append(
+                f"value {value} read until {run_end - start:.4f} s after its run began, although "
+                f"write {newest} returned more than {allowance} s before"
+            )
+    return staleness, broken
+
+
+def _newest_before(returned: Sequence[float], moment: float) -> int:
+    """How many writes had returned before ``moment`` (returned is increasing)."""
+    lo, hi = 0, len(returned)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if returned[mid] < moment:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def run_pair(url: str, namespace: str, writes: int = 1000) -> dict[str, Any]:
+    """Start B, write ``n = 1..writes`` as A (this process), let B finish; B's report with
+    ``returned`` (when each of A's writes returned) added."""
+    import subprocess
+
+    child = subprocess.Popen(
+        [sys.executable, __file__, url, namespace, str(writes)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        returned = asyncio.run(_write(url, namespace, writes, child))
+        out, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode == 0, err
+    report: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    report["returned"] = returned
+    return report
+
+
+async def _write(url: str, namespace: str, writes: int, child: Any) -> list[float]:
+    kv = await dmem.open(url, namespace=namespace)
+    try:
+        await kv.set("n", 0)
+        line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), 60)
+        assert line.strip() == "ready", (line, child.stderr.read() if not line else "")
+        await asyncio.sleep(0.2)
+        returned = []
+        for i in range(1, writes + 1):
+            await kv.set("n", i)
+            returned.append(time.monotonic())
+            await asyncio.sleep(0.001)
+        return returned
+    finally:
+        await kv.aclose()
+
+
+async def main(url: str, namespace: str, last_text: str) -> None:
+    last_value = int(last_text)
+    kv = await dmem.open(url, namespace=namespace)
+    cache = TinyCache(kv)
+    channel = await kv.provider.open_invalidation(cache)  # type: ignore[attr-defined]
+    rows: list[list[Any]] = []
+    last: Any = object()
+    reads = 0
+    stop_at: float | None = None  # 0.2 s after B read LAST
+    print("ready", flush=True)
+    try:
+        while stop_at is None or time.monotonic() < stop_at:
+            for _ in range(200):
+                start = time.monotonic()
+                value = await cache.get("n")
+                end = time.monotonic()
+                reads += 1
+                if value != last:
+                    rows.append([start, end, value])
+                    last = value
+                    if value == last_value:
+                        stop_at = end + 0.2
+                # A short sleep, not sleep(0): a process that spins is the one the kernel
+                # preempts on a busy machine (ms), one that sleeps is woken at once.
+                await asyncio.sleep(_PAUSE)
+        rows.append([start, end, value])
+    finally:
+        await channel.close()
+        await kv.aclose()
+    report = {
+        "rows": rows,
+        "reads": reads,
+        "messages": cache.messages,
+        "downs": cache.downs,
+        "hits": cache.hits,
+        "arrivals": cache.arrivals,
+    }
+    print(json.dumps(report), flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(*sys.argv[1:4]))
