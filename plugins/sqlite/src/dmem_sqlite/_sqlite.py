@@ -24,7 +24,15 @@ from functools import lru_cache
 from itertools import chain
 from typing import Any
 
-from dmem import HealthStatus, KeyNotFoundError, Pattern, ProviderError, StoreNotFoundError
+from dmem import (
+    HealthStatus,
+    KeyNotFoundError,
+    NotSupportedError,
+    Pattern,
+    ProviderError,
+    StoreNotFoundError,
+)
+from dmem._invalidation import InvalidationChannel, InvalidationListener
 from dmem.provider import (
     Entry,
     add_to_counter,
@@ -45,6 +53,7 @@ from ._common import (
 )
 from ._config import SQLiteConfig
 from ._sqlite_db import Database, open_database
+from ._sqlite_invalidation import SQLitePollChannel, install_change_log
 from ._sqlite_sql import SQLiteStatements, chunk_sizes
 from ._worker import Worker, map_error
 
@@ -66,6 +75,7 @@ class SQLiteProvider:
 
     name = "sqlite"
     atomic_batches = True  # every call is one transaction on the worker's connection
+    invalidation_interval = 0.05  # the invalidation channel's bound in seconds (polls twice in it)
 
     def __init__(self, config: SQLiteConfig) -> None:
         self.namespace = config.namespace
@@ -118,6 +128,29 @@ class SQLiteProvider:
         if lease is not None:
             lease.value.remove_table(self._config.table)
             await lease.release()
+
+    async def open_invalidation(self, listener: InvalidationListener) -> InvalidationChannel:
+        """A ``sqlite-poll`` channel (``_sqlite_invalidation``): every write to this table
+        of the file, by any process, reaches ``listener`` within ``invalidation_interval``.
+        NotSupportedError on a private in-memory database (no other connection can write
+        it, and a second connection cannot see it)."""
+        path = self._config.path
+        if path is None:
+            raise NotSupportedError("sqlite:// (in memory) has no invalidation channel")
+        await self._w().call(install_change_log, self._config.table, write=True)
+        channel = SQLitePollChannel(
+            path,
+            self._config.table,
+            self.namespace,
+            listener,
+            interval=self.invalidation_interval,
+            # A poll that waits on a lock longer than the bound must fail (channel down:
+            # reads go to the file) instead of leaving the cache stale meanwhile.
+            busy_timeout=min(self._config.busy_timeout, self.invalidation_interval),
+            where=self._where,
+        )
+        await channel.start()
+        return channel
 
     def _w(self) -> Worker:
         worker = self._worker
