@@ -315,6 +315,12 @@ def test_keys_are_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     for kwargs, message in bad:
         with pytest.raises(dmem.InvalidArgumentError, match=message):
             Encryption(**kwargs)
+    # Keys and ids swapped by mistake: the key is in the id's (or primary's) place.
+    hex_key = KEY1.hex()
+    for kwargs in ({"keys": {hex_key + "!": KEY1}}, {"keys": {"k1": KEY1}, "primary": hex_key}):
+        with pytest.raises(dmem.InvalidArgumentError) as swapped:
+            Encryption(**kwargs)
+        assert_secret_hidden(hex_key, testkit.exception_texts(swapped.value), size=8)
     # A str that is neither env: nor file: may be the key itself: the error never quotes it.
     pasted = base64.b64encode(KEY1).decode()
     with pytest.raises(dmem.InvalidArgumentError) as caught:

@@ -126,8 +126,10 @@ class Encryption:
         ciphers: dict[str, AESGCM] = {}
         for key_id, material in keys.items():
             if type(key_id) is not str or not _KEY_ID.fullmatch(key_id):
+                # Not quoted: keys and ids swapped by mistake would put a key here.
                 raise InvalidArgumentError(
-                    f"Encryption key ids must be 1 to 64 of A-Z a-z 0-9 . _ - (got {key_id!r})"
+                    "Encryption key ids must be 1 to 64 of A-Z a-z 0-9 . _ - "
+                    f"(got a str of {len(key_id)} characters)"
                     if type(key_id) is str
                     else f"Encryption key ids must be str, not {type(key_id).__name__}"
                 )
@@ -139,8 +141,8 @@ class Encryption:
                 )
             primary = next(iter(ciphers))
         if type(primary) is not str or primary not in ciphers:
-            raise InvalidArgumentError(
-                f"Encryption primary={primary!r} is not one of its key ids {sorted(ciphers)}"
+            raise InvalidArgumentError(  # not quoted either, for the same reason
+                f"Encryption primary is not one of its key ids {sorted(ciphers)}"
             )
         self.key_ids: tuple[str, ...] = tuple(ciphers)
         self.primary = primary
