@@ -6,34 +6,8 @@
 #     the clause it breaks (values.awkward),
 #   - the example's own tests/test_conformance.py passes under pytest.
 # Run from anywhere with the repository's .venv active (python -m build must be available).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-root=$PWD
-example=examples/dmem-shelf
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-start=$SECONDS
-
-step() { printf '\n--- %s (%ss)\n' "$1" "$((SECONDS - start))"; }
-
-step "build wheels: dmem, dmem-sqlite (a dependency of dmem), dmem-conformance, dmem-shelf"
-for pkg in . plugins/sqlite conformance "$example"; do
-  python -m build --wheel --outdir "$work/dist" "$pkg" >"$work/build.log" 2>&1 ||
-    { cat "$work/build.log"; echo "FAIL: building $pkg" >&2; exit 1; }
-done
-ls "$work/dist"
-
-step "fresh venv: pip install dmem-shelf[test] (dmem-conformance) from the built wheels"
-python3 -m venv "$work/venv"
-bin=$work/venv/bin
-# The wheel files themselves, so a same-named project on the index can never stand in for them.
-"$bin/pip" install -q --find-links "$work/dist" "$work"/dist/*.whl "dmem-shelf[test]"
-cd "$work" # nothing may come from the checkout from here on
-"$bin/python" - <<'EOF'
-import dmem, dmem_shelf
-assert "site-packages" in dmem.__file__ and "site-packages" in dmem_shelf.__file__
-EOF
-"$bin/dmem" plugins | grep -A1 '^shelf '
+source "$(dirname "$0")/_example_plugin.sh"
+example_install examples/dmem-shelf dmem-shelf dmem_shelf shelf
 
 step "dmem conformance shelf://... must pass"
 rc=0
@@ -57,15 +31,7 @@ fi
 grep -m 1 -F "AssertionError: 'k0'" "$work/broken.out" || true
 tail -n 1 "$work/broken.out"
 
-step "the example's own tests/test_conformance.py, with pytest in the fresh venv"
-rc=0
-"$bin/pytest" -q -p no:cacheprovider "$root/$example/tests" >"$work/pytest.out" 2>&1 || rc=$?
-if [ "$rc" -ne 0 ]; then
-  cat "$work/pytest.out"
-  echo "FAIL: pytest on $example/tests exited $rc" >&2
-  exit 1
-fi
-tail -n 1 "$work/pytest.out"
+example_tests
 
 echo
 echo "plugin example OK ($((SECONDS - start))s)"
