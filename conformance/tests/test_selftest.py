@@ -48,6 +48,7 @@ EXPECTED: dict[str, set[str]] = {
     "delete-by-tag-crosses-namespaces": {"tags.delete-by-tag"},
     "compare-and-delete-ignores-value": {"lock.exclusive", "cas.semantics"},
     "misses-remembered": {"get-or-set.single-flight"},
+    "invalidation-dropped": {"invalidation.delivery"},
 }
 
 

@@ -103,6 +103,10 @@ CLAUSES: dict[str, str] = {
         "its baseline once purged"
     ),
     "clear.namespace": "clear(): removes this namespace's live keys and returns how many",
+    "invalidation.delivery": (
+        "open_invalidation (optional): a write through another connection reaches the "
+        "listener, on the loop's thread, within the channel's bound"
+    ),
     "concurrency.tasks": "Lifecycle: a store is safe for many concurrent tasks on one loop",
     "health.report": "health(): a HealthStatus, never raises",
     "health.secrets": "Errors/health: no secret in any repr, report or message",
@@ -118,7 +122,9 @@ V1_1_OPERATIONS = ("incr", "compare_and_set", "compare_and_delete", "delete_by_t
 
 OPTIONAL_MEMBERS = frozenset({"footprint", "max_value_bytes", *V1_1_OPERATIONS})
 """Every optional provider member a clause checks: what ``requires_members`` may list,
-and what the project's own backends all have."""
+and what the project's own backends all have. Not ``open_invalidation``
+(``invalidation.delivery``): a backend may have no channel in some configurations
+(``sqlite://`` in memory), so its clause reports "not run" there."""
 
 CAPABILITIES: dict[str, str] = {
     "shared_connections": (

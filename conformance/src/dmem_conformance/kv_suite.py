@@ -24,6 +24,7 @@ from ._bridge import LoopBridge
 from ._kv_arguments import ArgumentTests
 from ._kv_coordination import CoordinationTests
 from ._kv_expiry import ExpiryTests
+from ._kv_invalidation import InvalidationTests
 from ._kv_lifecycle import LifecycleTests
 from ._kv_listing import ListingTests
 from ._kv_storage import StorageTests
@@ -42,6 +43,7 @@ class KVSuite(
     ListingTests,
     StorageTests,
     CoordinationTests,
+    InvalidationTests,
     LifecycleTests,
 ):
     """Every clause of the key-value contract, plus the state machine and the guard."""

@@ -577,6 +577,30 @@ class MissesRemembered(Correct):
         )
 
 
+class _SilentListener:
+    """Passes on nothing but the channel's own state: no write ever reaches the cache."""
+
+    def __init__(self, listener: Any) -> None:
+        self._listener = listener
+
+    def invalidate(self, keys: Any) -> None:
+        pass
+
+    def channel_down(self) -> None:
+        self._listener.channel_down()
+
+    def channel_up(self) -> None:
+        self._listener.channel_up()
+
+
+class InvalidationDropped(Correct):
+    """The invalidation channel opens and says it is up, but delivers no message: a cache
+    on it would serve another connection's overwritten values for its whole ttl."""
+
+    async def open_invalidation(self, listener: Any) -> Any:
+        return await self.inner.open_invalidation(_SilentListener(listener))  # type: ignore[attr-defined]
+
+
 class TtlInMilliseconds(Correct):
     """ttl() reports milliseconds instead of seconds."""
 
@@ -847,6 +871,7 @@ BUGS: dict[str, type[Correct]] = {
     "delete-by-tag-crosses-namespaces": DeleteByTagCrossesNamespaces,
     "compare-and-delete-ignores-value": CompareAndDeleteIgnoresValue,
     "misses-remembered": MissesRemembered,
+    "invalidation-dropped": InvalidationDropped,
 }
 
 VALUE_LIMIT = 5 * 1024 * 1024  # a max_value_bytes the batch.refused clause can cross
