@@ -9,12 +9,8 @@ older than A's last returned write for more than the delivery latency (p99 <= 5 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import statistics
 import sys
-import time
-from collections.abc import Collection
 from pathlib import Path
 
 import dmem
@@ -24,40 +20,8 @@ from dmem._invalidation import InvalidationChannel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "sqlite" / "tests"))
 
-from pushed_stale_child import analyse, run_pair
+from pushed_stale_child import Recorder, analyse, run_pair
 from redis_servers import RedisServer
-
-
-class Recorder:
-    """A listener that keeps what it was told, in order."""
-
-    def __init__(self) -> None:
-        self.events: list[object] = []
-        self.arrived = asyncio.Event()
-
-    def invalidate(self, keys: Collection[str] | None) -> None:
-        self.events.append(None if keys is None else sorted(keys))
-        self.arrived.set()
-
-    def channel_down(self) -> None:
-        self.events.append("down")
-        self.arrived.set()
-
-    def channel_up(self) -> None:
-        self.events.append("up")
-        self.arrived.set()
-
-    def seen(self) -> set[str]:
-        return {k for e in self.events if isinstance(e, list) for k in e}
-
-    async def wait(self, check: object, timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not check():  # type: ignore[operator]
-            left = deadline - time.monotonic()
-            assert left > 0, f"not seen within {timeout} s; events: {self.events}"
-            self.arrived.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.arrived.wait(), left)
 
 
 @pytest.fixture(params=["standalone", "cluster"])

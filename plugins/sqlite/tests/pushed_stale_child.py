@@ -8,8 +8,9 @@ B opens ``URL``, opens the provider's invalidation channel with a small cache of
 (:class:`TinyCache`: the protocol's listener, the way a ``Cache`` uses it), prints "ready",
 then reads key "n" through the cache every ``_PAUSE`` seconds (sleeping between reads, as
 a server process waits for its next request) until it has read LAST and 0.2 s more, and
-prints the JSON of its report: ``rows``, the list of ``[start, end, value]`` of every read
-whose value differs from the read before (and the last read), times from ``time.monotonic()``
+prints the JSON of its report: ``rows``, ``[start, end, value, last_start]`` of every read
+whose value differs from the read before, with the start of the last read of that value,
+times from ``time.monotonic()``
 (CLOCK_MONOTONIC: one clock for every process of the machine).
 
 The test (process A) writes ``n = 1..N`` and records when each ``set`` returned; then
@@ -20,6 +21,7 @@ B started the first read from which on every read returned a value >= i (:func:`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -81,14 +83,47 @@ class TinyCache:
         return value
 
 
+class Recorder:
+    """A listener that keeps what it was told, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[object] = []
+        self.arrived = asyncio.Event()
+
+    def invalidate(self, keys: Collection[str] | None) -> None:
+        self.events.append(None if keys is None else sorted(keys))
+        self.arrived.set()
+
+    def channel_down(self) -> None:
+        self.events.append("down")
+        self.arrived.set()
+
+    def channel_up(self) -> None:
+        self.events.append("up")
+        self.arrived.set()
+
+    def seen(self) -> set[str]:
+        return {k for e in self.events if isinstance(e, list) for k in e}
+
+    async def wait(self, check: object, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():  # type: ignore[operator]
+            left = deadline - time.monotonic()
+            assert left > 0, f"not seen within {timeout} s; events: {self.events}"
+            self.arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.arrived.wait(), left)
+
+
 def analyse(
-    returned: Sequence[float], reads: Sequence[Sequence[float]], allowance: float
+    returned: Sequence[float], reads: Sequence[Sequence[Any]], allowance: float
 ) -> tuple[list[float], list[str]]:
     """(staleness of each write in seconds, reads that broke "never older than i once write
     i returned + allowance").
 
-    ``returned[i - 1]``: when A's ``set(n, i)`` returned; ``reads``: B's [start, end, value]
-    (value changes only, so the reads between two rows returned the first row's value).
+    ``returned[i - 1]``: when A's ``set(n, i)`` returned; ``reads``: B's rows [start, end,
+    value, last_start]: one per run of reads that returned one value (its first read's start
+    and end, the start of its last read).
 
     Staleness of write i: from the moment its ``set`` returned until the start of B's first
     read from which on every read returned a value >= i (0 if that read started before the
@@ -110,15 +145,14 @@ def analyse(
         staleness.append(max(0.0, reads[j][0] - done))
     broken: list[str] = []
     # Read rows hold runs of one value: row r's value was returned by every read that
-    # started from row r's start until row r+1's start. The newest write that had returned
-    # (+ allowance) before a run ended must not be newer than the run's value.
-    for r, (start, _end, value) in enumerate(reads):
-        run_end = reads[r + 1][0] if r + 1 < len(reads) else reads[r][1]
-        newest = _newest_before(returned, run_end - allowance)
+    # started from row r's start to its last_start. The newest write that had returned
+    # (+ allowance) before the run's last read started must not be newer than its value.
+    for start, _end, value, last_start in reads:
+        newest = _newest_before(returned, last_start - allowance)
         if newest and (value is None or value < newest):
             broken.append(
-                f"value {value} read until {run_end - start:.4f} s after its run began, although "
-                f"write {newest} returned more than {allowance} s before"
+                f"value {value} read by a read started {last_start - start:.4f} s after its "
+                f"run began, although write {newest} returned more than {allowance} s before"
             )
     return staleness, broken
 
@@ -184,6 +218,7 @@ async def main(url: str, namespace: str, last_text: str) -> None:
     rows: list[list[Any]] = []
     last: Any = object()
     reads = 0
+    previous = 0.0  # the start of the read before
     stop_at: float | None = None  # 0.2 s after B read LAST
     print("ready", flush=True)
     try:
@@ -194,14 +229,17 @@ async def main(url: str, namespace: str, last_text: str) -> None:
                 end = time.monotonic()
                 reads += 1
                 if value != last:
-                    rows.append([start, end, value])
+                    if rows:
+                        rows[-1][3] = previous  # the start of the run's last read
+                    rows.append([start, end, value, start])
                     last = value
                     if value == last_value:
                         stop_at = end + 0.2
+                previous = start
                 # A short sleep, not sleep(0): a process that spins is the one the kernel
                 # preempts on a busy machine (ms), one that sleeps is woken at once.
                 await asyncio.sleep(_PAUSE)
-        rows.append([start, end, value])
+        rows[-1][3] = previous
     finally:
         await channel.close()
         await kv.aclose()

@@ -69,6 +69,10 @@ class Server:
         )
         self._purgers: dict[str, Purger] = {}
 
+    async def connect(self) -> asyncpg.Connection:
+        """A connection outside the pool (an invalidation channel's), the pool's settings."""
+        return await self._connect()
+
     async def _connect(self) -> asyncpg.Connection:
         # Keyword arguments, never a DSN (asyncpg's DSN errors quote the URL, see _config).
         # No command_timeout here: the pool enforces it (one watchdog, no timer per call).

@@ -25,6 +25,7 @@ from dmem import (
     ProviderError,
     ProviderUnavailableError,
 )
+from dmem._invalidation import InvalidationChannel, InvalidationListener
 from dmem.provider import (
     Entry,
     add_to_counter,
@@ -44,6 +45,7 @@ from ._common import (
     upper_bound,
 )
 from ._config import PostgresConfig
+from ._pg_invalidation import PostgresInvalidation
 from ._pg_sql import PostgresStatements
 from ._pgpool import ConnectionPool
 from ._pgshared import Purger, Server, open_server
@@ -174,6 +176,23 @@ class PostgresProvider:
         lease, self._lease, self._pool, self._purger = self._lease, None, None, None
         if lease is not None:
             await lease.release()  # the last store closes the pool (and stops the purge)
+
+    async def open_invalidation(self, listener: InvalidationListener) -> InvalidationChannel:
+        """Follow every write to this namespace's rows (``_pg_invalidation``: LISTEN on a
+        connection of the channel's own, NOTIFY from triggers installed on first use)."""
+        lease = self._lease
+        if lease is None:
+            raise NotInitializedError("the PostgreSQL provider is not initialized")
+        channel = PostgresInvalidation(
+            listener,
+            lease.value.connect,
+            self._config.table,
+            self.namespace,
+            self._timeout,
+            self._error,
+        )
+        await channel.open()
+        return channel
 
     def _p(self) -> ConnectionPool:
         pool = self._pool

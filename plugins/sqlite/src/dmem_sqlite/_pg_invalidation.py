@@ -1,0 +1,236 @@
+"""The PostgreSQL invalidation channel: ``LISTEN``/``NOTIFY`` from triggers on the table.
+
+The first channel opened on a table installs (once, under the same advisory lock as the
+schema) statement-level triggers on ``<table>``: after every INSERT, UPDATE and DELETE they
+call ``pg_notify`` with the keys the statement changed, per namespace, from its transition
+table; after a TRUNCATE, with "every key". So writes from any process reach every channel,
+those of clients that are not dmem too, and a write's notification is queued by its own
+commit: it leaves the server before the write returns (a push mode, ``bound`` None).
+Tables without a channel ever opened on them pay nothing; once installed, every write
+pays the trigger (bench/bench_invalidation.py measures how much).
+
+Payloads (on channel ``dmem_inv_<table>``) are JSON: ``["ns", ["k1", ...]]``, or ``["ns"]``
+when the keys would not fit NOTIFY's 8000 bytes (any key of ``ns``), or ``""`` after a
+TRUNCATE (any key of any namespace).
+
+The channel listens on a connection of its own (not the pool's). The connection closing
+(server killed or restarted, connection lost) or a keep-alive query not answered within
+``timeout`` calls ``listener.channel_down()``; it reconnects with backoff, and calls
+``channel_up()`` once it listens again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+from dmem._invalidation import InvalidationListener
+
+__all__ = ["PostgresInvalidation", "channel_name", "install_sql"]
+
+log = logging.getLogger("dmem.postgresql")
+
+_KEEPALIVE = 1.0  # seconds between keep-alive queries on the listening connection
+_BACKOFF = (0.05, 2.0)  # first and longest pause between reconnect attempts, seconds
+_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_PAYLOAD_LIMIT = 7900  # NOTIFY's payload limit is 8000 bytes; a little margin
+
+
+def channel_name(table: str) -> str:
+    # valid_table() allows 40 characters: "dmem_inv_" + table stays under 63.
+    return f"dmem_inv_{table}"
+
+
+def install_sql(table: str) -> list[str]:
+    """The function and triggers, as statements (run when the triggers are missing)."""
+    function = f"{table}_dmem_notify"
+    channel = channel_name(table)
+    body = f"""
+CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $dmem$
+DECLARE
+  r record;
+  payload text;
+BEGIN
+  IF TG_OP = 'TRUNCATE' THEN
+    PERFORM pg_notify('{channel}', '');
+    RETURN NULL;
+  END IF;
+  FOR r IN SELECT namespace, json_agg(key) AS keys FROM changed GROUP BY namespace LOOP
+    payload := json_build_array(r.namespace, r.keys)::text;
+    IF octet_length(payload) > {_PAYLOAD_LIMIT} THEN
+      payload := json_build_array(r.namespace)::text;
+    END IF;
+    PERFORM pg_notify('{channel}', payload);
+  END LOOP;
+  RETURN NULL;
+END
+$dmem$"""
+    statements = [body]
+    for op, table_kind in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD")):
+        statements.append(
+            f"CREATE TRIGGER {table}_dmem_inv_{op.lower()} AFTER {op} ON {table} "
+            f"REFERENCING {table_kind} TABLE AS changed "
+            f"FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
+        )
+    statements.append(
+        f"CREATE TRIGGER {table}_dmem_inv_truncate AFTER TRUNCATE ON {table} "
+        f"FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
+    )
+    return statements
+
+
+async def install(conn: asyncpg.Connection, table: str) -> None:
+    """Create the triggers unless they exist (serialized with the schema's creation)."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"dmem_sqlite:{table}")
+        present = await conn.fetchval(
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = $1::regclass AND tgname LIKE $2",
+            table,
+            f"{table}_dmem_inv_%",
+        )
+        if present >= 4:
+            return
+        for name in ("insert", "update", "delete", "truncate"):
+            await conn.execute(f"DROP TRIGGER IF EXISTS {table}_dmem_inv_{name} ON {table}")
+        for statement in install_sql(table):
+            await conn.execute(statement)
+
+
+def _closed(gone: asyncio.Event, _conn: object) -> None:
+    gone.set()
+
+
+class PostgresInvalidation:
+    """An open channel (see the module's docstring); made by ``PostgresProvider``."""
+
+    mode = "postgres-notify"
+    bound: float | None = None
+
+    def __init__(
+        self,
+        listener: InvalidationListener,
+        connect: Callable[[], Any],
+        table: str,
+        namespace: str,
+        timeout: float,
+        error: Callable[[BaseException], BaseException],
+    ) -> None:
+        self._listener = listener
+        self._connect = connect
+        self._table = table
+        self._channel = channel_name(table)
+        self._namespace = namespace
+        self._timeout = timeout
+        self._error = error
+        self._up = False
+        self._closed = False
+        self._task: asyncio.Task[None] | None = None
+        self._opened: asyncio.Future[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<PostgresInvalidation {self._table} {'up' if self._up else 'down'}>"
+
+    @property
+    def up(self) -> bool:
+        return self._up
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._opened = loop.create_future()
+        self._task = loop.create_task(self._run())
+        try:
+            await asyncio.shield(self._opened)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        self._closed = True
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait([task])
+        self._up = False
+
+    async def _run(self) -> None:
+        pause = _BACKOFF[0]
+        while not self._closed:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = made = await asyncio.wait_for(self._connect(), self._timeout)
+                gone = asyncio.Event()
+                made.add_termination_listener(functools.partial(_closed, gone))
+                # At every connect, not once: a restored or crashed database may have lost
+                # them (a crash loses the last commits with synchronous_commit=off).
+                await install(made, self._table)
+                await made.add_listener(self._channel, self._notified)
+                pause = _BACKOFF[0]
+                self._set_up()
+                await self._watch(made, gone)
+            except asyncio.CancelledError:
+                raise
+            except _ERRORS as exc:
+                if self._opened is not None and not self._opened.done():
+                    self._opened.set_exception(self._error(exc))
+                    return
+                log.warning(
+                    "invalidation channel lost (%s); caches serve nothing until it is back",
+                    type(exc).__name__,
+                )
+            finally:
+                self._set_down()
+                if conn is not None:
+                    conn.terminate()
+            await asyncio.sleep(pause)
+            pause = min(_BACKOFF[1], pause * 2)
+
+    async def _watch(self, conn: asyncpg.Connection, gone: asyncio.Event) -> None:
+        """Return... never: raises once the connection is gone or stops answering."""
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(gone.wait(), _KEEPALIVE)
+            if gone.is_set() or conn.is_closed():
+                raise ConnectionResetError("the listening connection closed")
+            await asyncio.wait_for(conn.execute("SELECT 1"), self._timeout)
+
+    def _set_up(self) -> None:
+        if self._opened is not None and not self._opened.done():
+            self._up = True
+            self._opened.set_result(None)
+            return
+        if not self._up:
+            self._up = True
+            log.info("invalidation channel back")
+            self._listener.channel_up()
+
+    def _set_down(self) -> None:
+        if self._up:
+            self._up = False
+            if not self._closed:
+                self._listener.channel_down()
+
+    def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        if not self._up:
+            return
+        if not payload:  # TRUNCATE: any key of any namespace
+            self._listener.invalidate(None)
+            return
+        try:
+            message = json.loads(payload)
+            namespace = message[0]
+        except (ValueError, IndexError, TypeError):
+            # Not one of ours (someone else NOTIFYing on the channel): assume the worst.
+            self._listener.invalidate(None)
+            return
+        if namespace != self._namespace:
+            return
+        if len(message) < 2:
+            self._listener.invalidate(None)
+        else:
+            self._listener.invalidate([str(k) for k in message[1]])
