@@ -35,21 +35,22 @@ class DmemByteStore(DmemBaseStore[bytes]):
     surrogates): another key is ``dmem.InvalidKeyError``, never rewritten.
     """
 
-    def _to_stored(self, key: object, value: object) -> object:
-        if not isinstance(value, _BYTES_LIKE):
-            raise dmem.InvalidValueError(
-                f"DmemByteStore stores bytes; the value for key {_short(key)} is a "
-                f"{type(value).__name__} (use DmemStore for JSON-shaped values)"
-            )
-        return value
+    def _check_values(self, batch: list[Any]) -> None:
+        for pair in batch:
+            # A pair of another shape is left to dmem's set_many, which refuses it.
+            if type(pair) is tuple and len(pair) == 2 and not isinstance(pair[1], _BYTES_LIKE):
+                raise dmem.InvalidValueError(
+                    f"DmemByteStore stores bytes; the value for key {_short(pair[0])} is a "
+                    f"{type(pair[1]).__name__} (use DmemStore for JSON-shaped values)"
+                )
 
-    def _from_stored(self, key: str, value: Any) -> bytes:
-        if type(value) is not bytes:
-            raise dmem.CorruptValueError(
-                f"key {_short(key)} holds a {type(value).__name__}, not bytes: something other "
-                "than a DmemByteStore wrote it in this namespace"
-            )
-        return value
+    def _check_found(self, found: dict[str, Any]) -> None:
+        for key, value in found.items():
+            if type(value) is not bytes:
+                raise dmem.CorruptValueError(
+                    f"key {_short(key)} holds a {type(value).__name__}, not bytes: something "
+                    "other than a DmemByteStore wrote it in this namespace"
+                )
 
 
 class DmemStore(DmemBaseStore[Any]):
