@@ -45,6 +45,14 @@ checks each one a provider has, and reports its clause as not run where one is m
   - ``async delete_by_tag(name, value) -> int``: deletes this namespace's live keys
     tagged ``name=value``, returns how many.
 
+* ``async open_invalidation(listener) -> InvalidationChannel`` (:mod:`dmem._invalidation`):
+  the channel through which writes made by any process reach a ``Cache`` on this
+  namespace: ``listener.invalidate(keys)`` (``None``: any key) on the loop's thread within
+  the channel's ``bound``, ``channel_down()``/``channel_up()`` around a time messages may
+  have been lost. Raise :class:`~dmem.errors.NotSupportedError` where a configuration has
+  none (the ``Cache`` then falls back to its ttl), ProviderUnavailableError when it cannot
+  be opened. Middleware that keeps keys as they are forwards it (``Wrapper`` does).
+  Clause ``invalidation.delivery``.
 * ``with_namespace(namespace) -> KVProvider``: a provider on another (valid) namespace of
   the same backend, sharing this initialized provider's connection: it takes its own
   reference to it at once, without I/O (see :mod:`dmem.sharing`), so it keeps working
