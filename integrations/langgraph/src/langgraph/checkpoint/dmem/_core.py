@@ -7,6 +7,7 @@ serde's typed pairs), so every backend stores them alike.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -226,12 +227,9 @@ class Core:
         return found
 
     async def _writes(self, target: Target) -> list[tuple[str, str, Any]]:
-        keys = await self.store.keys(_keys.prefix_pattern(WRITE, *target))
-        if not keys:
-            return []
-        stored = await self.store.get_many(keys)
         rows = []
-        for key, data in stored.items():
+        # One scan (keys with their values) instead of keys then get_many: a round trip less.
+        async for key, data in self.store.scan(_keys.prefix_pattern(WRITE, *target)):
             task_id, channel, w_type, w_bytes, task_path, idx = _unpack(data, key, 6)
             rows.append(
                 (writes_sort_key(task_path, task_id, idx), task_id, channel, w_type, w_bytes)
@@ -239,11 +237,7 @@ class Core:
         rows.sort(key=lambda row: row[0])
         return [(r[1], r[2], self.serde.loads_typed((r[3], r[4]))) for r in rows]
 
-    async def _tuple(
-        self, target: Target, record: _Record, metadata: CheckpointMetadata | None = None
-    ) -> CheckpointTuple:
-        checkpoint: Checkpoint = self.serde.loads_typed(record.checkpoint)
-        versions = checkpoint.get("channel_versions", {})
+    async def _values(self, target: Target, versions: Mapping[str, Any]) -> dict[str, Any]:
         blob_keys = {
             _keys.blob_key(target.thread_id, target.ns, ch, ver): ch for ch, ver in versions.items()
         }
@@ -253,6 +247,17 @@ class Core:
                 b_type, b_bytes = _unpack(data, key, 2)
                 if b_type != _EMPTY:
                     values[blob_keys[key]] = self.serde.loads_typed((b_type, b_bytes))
+        return values
+
+    async def _tuple(
+        self, target: Target, record: _Record, metadata: CheckpointMetadata | None = None
+    ) -> CheckpointTuple:
+        checkpoint: Checkpoint = self.serde.loads_typed(record.checkpoint)
+        # Both reads at once: on a backend with a connection pool (PostgreSQL, Redis) they
+        # overlap; on one connection (SQLite) they just queue.
+        values, writes = await asyncio.gather(
+            self._values(target, checkpoint.get("channel_versions", {})), self._writes(target)
+        )
         parent = (
             None
             if record.parent_id is None
@@ -263,7 +268,7 @@ class Core:
             checkpoint={**checkpoint, "channel_values": values},
             metadata=self.serde.loads_typed(record.metadata) if metadata is None else metadata,
             parent_config=parent,
-            pending_writes=await self._writes(target),
+            pending_writes=writes,
         )
 
     async def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
@@ -315,10 +320,15 @@ class Core:
         # Newest first, as LangGraph's savers list (checkpoint IDs sort by time).
         targets.sort(key=lambda t: (t.checkpoint_id, t.thread_id, t.ns), reverse=True)
         left = limit
-        for start in range(0, len(targets), _BATCH):
-            batch = targets[start : start + _BATCH]
+        start = 0
+        while start < len(targets):
+            # Without a filter every record read is returned: read no more than the limit.
+            size = _BATCH if filter or left is None else min(_BATCH, left)
+            batch = targets[start : start + size]
+            start += size
             keys = [_keys.checkpoint_key(*t) for t in batch]
             stored = await self.store.get_many(keys)
+            chosen: list[tuple[Target, _Record, CheckpointMetadata]] = []
             for target, key in zip(batch, keys, strict=True):
                 if key not in stored:
                     continue  # deleted since it was listed
@@ -326,11 +336,17 @@ class Core:
                 metadata: CheckpointMetadata = self.serde.loads_typed(record.metadata)
                 if filter and not all(metadata.get(k) == v for k, v in filter.items()):
                     continue
-                yield await self._tuple(target, record, metadata)
-                if left is not None:
-                    left -= 1
-                    if left <= 0:
-                        return
+                chosen.append((target, record, metadata))
+                if left is not None and len(chosen) == left:
+                    break
+            # The chosen checkpoints' values and writes are read concurrently (they overlap
+            # on a pooled backend), then yielded newest first.
+            for item in await asyncio.gather(*(self._tuple(*c) for c in chosen)):
+                yield item
+            if left is not None:
+                left -= len(chosen)
+                if left <= 0:
+                    return
 
     # --- deletion, copies, pruning -----------------------------------------------------------
     async def _thread_keys(self, thread_id: str, kind: str) -> list[str]:
