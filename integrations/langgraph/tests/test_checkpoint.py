@@ -150,6 +150,14 @@ def test_list_order_filter_before_limit(saver: DmemSaver) -> None:
     before = list(saver.list(_config("t"), before=_config("t", "", ids[3]), limit=2))
     assert [t.metadata["step"] for t in before] == [2, 1]
     assert list(saver.list(_config("t"), limit=0)) == []
+    # A namespace or a checkpoint ID without a thread selects across threads.
+    other = _checkpoint(ids[0], {"step": 0})
+    saver.put(_config("u", "sub"), other, {"step": 9}, {})
+    assert [t.metadata["step"] for t in saver.list({"configurable": {"checkpoint_ns": "sub"}})] == [
+        9
+    ]
+    by_id = saver.list({"configurable": {"checkpoint_id": ids[0]}})
+    assert sorted(t.config["configurable"]["thread_id"] for t in by_id) == ["t", "u"]
     assert list(saver.list(_config("nobody"))) == []
 
 

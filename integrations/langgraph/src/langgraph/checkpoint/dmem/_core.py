@@ -299,11 +299,11 @@ class Core:
         if config is not None:
             conf = _configurable(config)
             if conf.get("thread_id") is not None:
-                thread_id, _, only_id = thread_of(config)
+                thread_id = thread_of(config)[0]
             if conf.get("checkpoint_ns") is not None:
                 ns = _text(conf["checkpoint_ns"], "checkpoint_ns")
-            elif only_id is None:
-                only_id = get_checkpoint_id(config)
+            if (checkpoint_id := get_checkpoint_id(config)) is not None:
+                only_id = _text(checkpoint_id, "checkpoint_id")
         before_id = None if before is None else get_checkpoint_id(before)
         if filter is not None and not isinstance(filter, Mapping):
             raise dmem.InvalidArgumentError("filter must be a mapping of metadata keys to values")
@@ -315,6 +315,7 @@ class Core:
             t
             for t in await self._targets(thread_id, ns)
             if (only_id is None or t.checkpoint_id == only_id)
+            and (ns is None or t.ns == ns)
             and (before_id is None or t.checkpoint_id < before_id)
         ]
         # Newest first, as LangGraph's savers list (checkpoint IDs sort by time).
