@@ -1,5 +1,5 @@
 """The dmem conformance suite on standalone Redis, TLS Redis and a 3-primary Redis Cluster,
-each alone and under Cache + Compression.
+each alone, under Cache + Compression, and under Cache + Compression + Encryption.
 
 Every store is opened with ``max_value_bytes`` at 5 MiB, a limit the suite can send a value
 over (``batch.refused``); the provider must have ``footprint()`` (``storage.bounded``) and the
@@ -11,16 +11,23 @@ A test's odd stores share the process's client, its even ones open their own
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import dmem_conformance
 import pytest
 from dmem import Cache, Compression
+from dmem.middleware import Encryption
 from dmem_conformance.testkit import alternating_factory
 
-CHAINS = [(), (Cache(ttl=30), Compression(threshold=16))]
-CHAIN_IDS = ["plain", "cache+compression"]
+CHAINS = [
+    (),
+    (Cache(ttl=30), Compression(threshold=16)),
+    # A random key a run: values are compressed, then encrypted (docs/encryption.md).
+    (Cache(ttl=30), Compression(threshold=16), Encryption(keys={"k1": os.urandom(32)})),
+]
+CHAIN_IDS = ["plain", "cache+compression", "cache+compression+encryption"]
 
 # The suite's timeouts wait for the backend; keep "down" fast to detect. `timeout` bounds a
 # whole call: each of the two attempts waits up to 1 s to connect and 1.95 s for a reply.

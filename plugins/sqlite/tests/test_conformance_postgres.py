@@ -1,19 +1,28 @@
-"""The conformance suite on a real PostgreSQL, alone and under Cache+Compression."""
+"""The conformance suite on a real PostgreSQL, alone, under Cache+Compression, and under
+Cache+Compression+Encryption."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import dmem_conformance
 import pytest
 from dmem import Cache, Compression
+from dmem.middleware import Encryption
 from dmem_conformance.testkit import alternating_factory
 from pgserver import free_port
 
 CHAINS: dict[str, Sequence[Any]] = {
     "plain": (),
     "cache+compression": (Cache(), Compression(threshold=16)),
+    # A random key a run: values are compressed, then encrypted (docs/encryption.md).
+    "cache+compression+encryption": (
+        Cache(),
+        Compression(threshold=16),
+        Encryption(keys={"k1": os.urandom(32)}),
+    ),
 }
 
 
