@@ -90,6 +90,20 @@ def test_rekey_rotates_in_place_and_is_idempotent(tmp_path: Path, keys: list[str
     assert "rekeyed 0 keys to key id 'new'; 32 were already under it" in again.output
 
 
+def test_rekey_shows_progress(
+    tmp_path: Path, keys: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'progress.db'}"
+    asyncio.run(fill(url, 10))
+    monkeypatch.setattr("dmem._cli_common.PROGRESS_INTERVAL", 0.0)  # a line every batch
+    shown = invoke("rekey", url, *keys, "--primary", "new", "--batch", "4")
+    assert shown.exit_code == 0, shown.output
+    assert "rekeying: 4/12 keys (33%)" in shown.output
+    assert "rekeying: 12/12 keys (100%)" in shown.output
+    quiet = invoke("rekey", url, *keys, "--primary", "new", "--batch", "4", "--quiet")
+    assert quiet.exit_code == 0 and "rekeying:" not in quiet.output
+
+
 def test_rekey_stays_in_its_namespace_and_pattern(tmp_path: Path, keys: list[str]) -> None:
     url = f"sqlite:///{tmp_path / 'ns.db'}"
 

@@ -351,6 +351,13 @@ def test_keys_are_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert enc.key_ids == ("a", "b", "c") and enc.primary == "c"
 
 
+async def test_by_registered_name_it_asks_for_keys() -> None:
+    # A name in a chain gets no options, and an Encryption without keys cannot work.
+    with pytest.raises(dmem.InvalidArgumentError, match="needs keys="):
+        async with dmem.open("memory://", middleware=["cache", "encryption"]):
+            pass
+
+
 def test_missing_cryptography_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     # None in sys.modules makes the import raise ImportError, as if it were not installed.
     monkeypatch.setitem(sys.modules, "cryptography.hazmat.primitives.ciphers.aead", None)
