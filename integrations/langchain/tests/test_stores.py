@@ -228,6 +228,23 @@ async def test_sync_and_async_methods_see_the_same_data(url: str, namespace: str
         assert await asyncio.to_thread(store.mget, ["from-async"]) == [b"2"]
 
 
+async def test_middleware_applies_to_both_sides(url: str, namespace: str) -> None:
+    big = b"x" * 10_000
+    chain = [dmem.Cache(ttl=60), dmem.Compression(threshold=64)]
+    async with (
+        DmemByteStore(url, namespace=namespace, middleware=chain) as store,
+        dmem.open(url, namespace=namespace) as plain,
+    ):
+        await asyncio.to_thread(store.mset, [("sync", big)])
+        await store.amset([("async", big)])
+        assert await store.amget(["sync", "async"]) == [big, big]
+        assert await asyncio.to_thread(store.mget, ["async", "sync"]) == [big, big]
+        # Both sides wrote through Compression: a store without it finds compressed values.
+        for key in ("sync", "async"):
+            with pytest.raises(dmem.CorruptValueError, match="compressed"):
+                await plain.get(key)
+
+
 def test_data_outlives_the_store(sqlite_url: str) -> None:
     with DmemByteStore(sqlite_url, namespace="keep") as store:
         store.mset([("k", b"v")])
