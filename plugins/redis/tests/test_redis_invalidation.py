@@ -9,6 +9,8 @@ older than A's last returned write for more than the delivery latency (p99 <= 5 
 
 from __future__ import annotations
 
+import os
+import signal
 import statistics
 import sys
 from pathlib import Path
@@ -151,3 +153,26 @@ def test_two_processes_staleness(topology: str, request: pytest.FixtureRequest) 
         if p99 <= P99_BOUND:
             return
     pytest.fail(f"p99 staleness over {P99_BOUND * 1000:g} ms in every run: {p99s}")
+
+
+async def test_a_server_that_stops_answering_takes_the_channel_down(
+    restartable_redis: RedisServer,
+) -> None:
+    listener = Recorder()
+    kv = await dmem.open(restartable_redis.url, namespace="inv-stop", timeout=1)
+    channel = await _channel(kv, listener)
+    pid = restartable_redis.pid
+    assert pid is not None
+    try:
+        os.kill(pid, signal.SIGSTOP)  # the connection stays open; only the PING tells
+        try:
+            # A second of silence, then PING, then the timeout (1 s): slack for the machine.
+            await listener.wait(lambda: "down" in listener.events, timeout=6)
+            assert not channel.up
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        await listener.wait(lambda: "up" in listener.events, timeout=20)
+        assert channel.up
+    finally:
+        await channel.close()
+        await kv.aclose()

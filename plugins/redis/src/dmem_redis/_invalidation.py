@@ -14,10 +14,10 @@ queues them before the writer's reply goes out, so a message is on the wire befo
 write returns (a push mode: ``bound`` is None, delivery latency only).
 
 Tracking lives and dies with the connection, so the channel is up exactly while every
-connection is: a connection lost (server killed or restarted, failover), a PING not
-answered within the client's socket timeout, or a Cluster's primaries changing calls
-``listener.channel_down()``, and the channel reconnects with backoff and calls
-``channel_up()`` once every connection is tracking again.
+connection is: a connection lost (server killed or restarted, failover), a PING (sent
+after a second of silence) not answered within the client's ``timeout``, or a Cluster's
+primaries changing calls ``listener.channel_down()``, and the channel reconnects with
+backoff and calls ``channel_up()`` once every connection is tracking again.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -210,7 +210,11 @@ class RedisInvalidation:
 
     async def _follow(self, connections: Sequence[Any]) -> None:
         """Read every connection until one fails (or the topology changes): raises."""
-        tasks = [asyncio.ensure_future(self._read(c)) for c in connections]
+        tasks = []
+        for connection in connections:
+            heard = [0]  # messages read on the connection, PING's answer included
+            tasks.append(asyncio.ensure_future(self._read(connection, heard)))
+            tasks.append(asyncio.ensure_future(self._keepalive(connection, heard)))
         if self._cluster:
             names = {node.name for node in self._client.get_primaries()}
             tasks.append(asyncio.ensure_future(self._watch_topology(names)))
@@ -230,23 +234,31 @@ class RedisInvalidation:
             if {node.name for node in self._client.get_primaries()} != names:
                 raise _Lost("the cluster's primaries changed")
 
-    async def _read(self, connection: Any) -> None:
-        pinged: float | None = None  # time.monotonic() of an unanswered PING
+    async def _read(self, connection: Any, heard: list[int]) -> None:
+        # No timeout per read (a timeout context per message costs the writer's process
+        # more than the message itself); _keepalive watches the connection instead.
+        deliver = self._deliver
         while True:
-            wait = _PING_EVERY if pinged is None else pinged + self._timeout - time.monotonic()
-            if wait <= 0:
-                raise _Lost("no answer to PING")
-            message = await connection.read_response(timeout=wait)
-            if message is None:  # silence: ask, or count the time since asking
-                if pinged is None:
-                    await connection.send_command("PING")
-                    pinged = time.monotonic()
+            message = await connection.read_response(timeout=math.inf)
+            heard[0] += 1
+            if isinstance(message, list) and message:
+                if message[0] == b"message" and message[1] == _CHANNEL:
+                    deliver(message[2])
+            elif message is None:  # redis-py < 8 ends a timeout-less read so on EOF
+                raise _Lost("the connection closed")
+
+    async def _keepalive(self, connection: Any, heard: list[int]) -> None:
+        """After a second of silence, PING; no message (pong or other) within the client's
+        timeout: the connection is lost."""
+        while True:
+            seen = heard[0]
+            await asyncio.sleep(_PING_EVERY)
+            if heard[0] != seen:
                 continue
-            kind = message[0] if isinstance(message, list) and message else None
-            if kind == b"message" and message[1] == _CHANNEL:
-                self._deliver(message[2])
-            elif kind == b"pong":
-                pinged = None
+            await connection.send_command("PING")
+            await asyncio.sleep(self._timeout)
+            if heard[0] == seen:
+                raise _Lost("no answer to PING")
 
     def _deliver(self, raw_keys: Any) -> None:
         if raw_keys is None:  # FLUSHDB / FLUSHALL: every key
