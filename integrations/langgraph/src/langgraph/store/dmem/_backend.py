@@ -288,7 +288,8 @@ class Backend:
         if op.query and query_vector is not None and self.vectors is not None:
             hits = await self._semantic(op, query_vector)
         else:
-            page = (await self._filtered(op, op.offset + op.limit))[op.offset :]
+            wanted = op.offset + op.limit
+            page = (await self._filtered(op, wanted))[op.offset : wanted] if op.limit else []
             hits = [(key, record, None) for key, record in page]
         if op.refresh_ttl:
             await self._refresh((key, record) for key, record, _ in hits)
