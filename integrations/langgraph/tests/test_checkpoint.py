@@ -412,3 +412,24 @@ def test_backend_down_is_a_dmem_error(redis_url: str) -> None:
     down = testkit.unreachable_url(redis_url)
     with pytest.raises(dmem.DmemError), DmemSaver.from_conn_string(down, timeout=0.5) as saver:
         saver.get_tuple(_config("t"))
+
+
+def test_no_secret_in_reprs_or_errors(postgres_url: str) -> None:
+    # The throwaway server trusts loopback connections, so the password is accepted and
+    # unused: it must still show nowhere.
+    secret = "Xq7-wrongpass-9Kd"
+    url = postgres_url.replace("postgresql://postgres", f"postgresql://postgres:{secret}", 1)
+    texts: list[str] = []
+    with DmemSaver.from_conn_string(url) as saver:
+        texts.append(repr(saver))
+        saver.put(_config("t"), _checkpoint("0001", {}), {}, {})
+        assert saver.get_tuple(_config("t")) is not None
+    down = testkit.unreachable_url(url)
+    with (
+        pytest.raises(dmem.DmemError) as caught,
+        DmemSaver.from_conn_string(down, timeout=2) as saver,
+    ):
+        saver.get_tuple(_config("t"))
+    texts += testkit.exception_texts(caught.value)
+    testkit.assert_secret_hidden(secret, texts)
+    assert texts[0].startswith("<DmemSaver over <dmem.Store postgresql://")
