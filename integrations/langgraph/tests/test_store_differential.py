@@ -30,12 +30,12 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_state_machine_as_test
-from langgraph.store.base import GetOp, Item, PutOp
+from langgraph.store.base import GetOp, Item, Op, PutOp
 from langgraph.store.dmem import DmemStore
 from langgraph.store.memory import InMemoryStore
 
 sys.path.insert(0, str(Path(__file__).parent))  # the tests' helpers (importlib mode)
-from store_support import BackendTarget, LoopThread, loop_thread, store_target  # noqa: E402
+from store_support import BackendTarget, LoopThread, loop_thread, store_target
 
 __all__ = ["loop_thread", "store_target"]
 
@@ -76,7 +76,7 @@ filters = st.one_of(
 paths = st.lists(labels | st.just("*"), min_size=1, max_size=2).map(tuple)
 
 
-def _view(item: Item | None) -> tuple[Any, ...] | None:
+def _view(item: Any) -> tuple[Any, ...] | None:
     return None if item is None else (item.namespace, item.key, item.value)
 
 
@@ -156,7 +156,12 @@ class StoreComparison(RuleBasedStateMachine):
         use_async: bool,
     ) -> None:
         # Reads of a batch see the state before its puts; the last put of an item wins.
-        ops = [GetOp(ns, key), PutOp(ns, key, value), PutOp(other, key, None), GetOp(ns, key)]
+        ops: list[Op] = [
+            GetOp(ns, key),
+            PutOp(ns, key, value),
+            PutOp(other, key, None),
+            GetOp(ns, key),
+        ]
         ops.append(PutOp(ns, key, {**value, "n": 9}))
         got = self._batch(ops, use_async)
         want = self.model.batch(ops)
