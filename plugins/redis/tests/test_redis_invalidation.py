@@ -26,12 +26,14 @@ from pushed_stale_child import Recorder, analyse, run_pair
 from redis_servers import RedisServer
 
 
-@pytest.fixture(params=["standalone", "cluster"])
+@pytest.fixture(params=["standalone", "cluster", "sentinel"])
 def url(request: pytest.FixtureRequest) -> str:
-    if request.param == "standalone":
-        base: str = request.getfixturevalue("redis_url")
-    else:
-        base = request.getfixturevalue("redis_cluster_url")
+    fixture = {
+        "standalone": "redis_url",
+        "cluster": "redis_cluster_url",
+        "sentinel": "redis_sentinel_url",
+    }[request.param]
+    base: str = request.getfixturevalue(fixture)
     return base
 
 
