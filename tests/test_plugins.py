@@ -79,7 +79,7 @@ def test_builtins_are_listed() -> None:
     )
     builtins = next(p for p in json.loads(out.stdout) if p["name"] == "builtins")
     assert builtins["providers"] == ["memory (kv: memory)", "memory-vector (vector: memory)"]
-    assert builtins["middleware"] == ["cache", "compression"]
+    assert builtins["middleware"] == ["cache", "compression", "encryption"]
     assert builtins["error"] is None
 
 
@@ -89,7 +89,7 @@ def test_a_broken_plugin_is_shown_and_does_not_break_the_others(site: Path) -> N
     assert plugins["bad_hook_plugin"]["error"] == "RuntimeError: hook blew up"
     assert plugins["good_plugin"]["error"] is None
     assert plugins["good_plugin"]["providers"] == ["good (kv: good)"]
-    assert plugins["builtins"]["middleware"] == ["cache", "compression"]
+    assert plugins["builtins"]["middleware"] == ["cache", "compression", "encryption"]
 
 
 def test_dmem_load_plugins_limits_what_loads(site: Path) -> None:

@@ -48,7 +48,7 @@ from .errors import (
     SyncCallInLoopError,
 )
 from .hookspecs import hookimpl
-from .middleware import Cache, Compression, Wrapper
+from .middleware import Cache, Compression, Encryption, Wrapper
 from .provider import MIN_VALUE_LIMIT, BaseKVProvider, Entry, KVProvider, refuse_large_values
 from .vector import (
     Embedder,
@@ -63,6 +63,7 @@ from .vector import (
 
 __all__ = [
     "Embedder",
+    "Encryption",
     "HashEmbedder",
     "MiniLMEmbedder",
     "VectorMatch",

@@ -9,12 +9,28 @@ A test's odd key-value stores share the process's Chroma client, its even ones o
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import dmem_conformance
 import pytest
+from dmem import Cache, Compression
+from dmem.middleware import Encryption
 from dmem_conformance.testkit import alternating_factory
+
+# Embedded Chroma also runs under the whole chain (the server is the same provider over HTTP,
+# and runs plain): values compressed, then encrypted with a random key a run, behind a Cache
+# on Chroma's polling invalidation channel where it has one.
+CHAINS = {
+    "plain": (),
+    "cache+compression+encryption": (
+        Cache(),
+        Compression(threshold=16),
+        Encryption(keys={"k1": os.urandom(32)}),
+    ),
+}
 
 # Short timeouts: the suite's "backend down" test must not wait long.
 _FAST = {"timeout": 5.0}
@@ -33,6 +49,11 @@ class _KV(_Unreachable):
 
 
 class TestChromaEmbeddedKV(_KV, dmem_conformance.KVSuite):
+    @pytest.fixture(params=list(CHAINS.values()), ids=list(CHAINS))
+    def middleware(self, request: pytest.FixtureRequest) -> Sequence[Any]:
+        chain: Sequence[Any] = request.param
+        return chain
+
     @pytest.fixture
     def store_factory(self, chroma_data_dir: Path) -> dmem_conformance.StoreFactory:
         return alternating_factory(f"chroma:///{chroma_data_dir}", **_KV_OPTIONS)
