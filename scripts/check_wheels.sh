@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The release as users install it: build every wheel and sdist (scripts/build-dist), then
-# for each extra (sqlite, postgresql, redis, chroma, pykv, conformance, all) make a fresh venv,
+# for each extra (sqlite, postgresql, redis, chroma, pykv, langchain, langgraph, encryption,
+# conformance, all) make a fresh venv,
 # `pip install --find-links DIST 'dmem[EXTRA]'` there, and run that backend's README example
 # against a throwaway server where it needs one. Also: LICENSE is inside every wheel and sdist,
 # and `dmem --version` names the plugins each extra brought.
@@ -115,6 +116,37 @@ venv_with pykv
 out=$(run_example pykv docs/integrations/pykv.md)
 echo "$out"
 grep -q "\['user:2'\]" <<<"$out"
+
+step "dmem[langchain]: the langchain-dmem README example (a SQLite file)"
+venv_with langchain
+out=$(run_example langchain integrations/langchain/README.md)
+echo "$out"
+grep -q "\['doc:1', 'doc:2'\]" <<<"$out"
+
+step "dmem[langgraph]: examples/langgraph_agent.py twice on one SQLite file (the second run resumes)"
+venv_with langgraph
+python3 - "$work/dist" <<'PY'
+import sys, zipfile
+from pathlib import Path
+# Namespace packages, as LangGraph's own savers ship them: no __init__.py above dmem/.
+wheel = next(Path(sys.argv[1]).glob("langgraph_checkpoint_dmem-*.whl"))
+names = zipfile.ZipFile(wheel).namelist()
+for shared in ("langgraph/__init__.py", "langgraph/checkpoint/__init__.py", "langgraph/store/__init__.py"):
+    assert shared not in names, f"{wheel.name} ships {shared}: it would shadow LangGraph's"
+assert "langgraph/checkpoint/dmem/__init__.py" in names and "langgraph/store/dmem/__init__.py" in names
+print(f"{wheel.name}: namespace packages ok")
+PY
+mkdir -p "$work/run-langgraph"
+(cd "$work/run-langgraph" && "$work/venv-langgraph/bin/python" "$root/examples/langgraph_agent.py" agent.db)
+out=$(cd "$work/run-langgraph" && "$work/venv-langgraph/bin/python" "$root/examples/langgraph_agent.py" agent.db)
+echo "$out"
+grep -q "resumed thread" <<<"$out" && grep -q "memory: {'name': 'Ada'}" <<<"$out"
+
+step "dmem[encryption]: the encryption page's first example"
+venv_with encryption
+out=$(run_example encryption docs/encryption.md)
+echo "$out"
+grep -q "{'diagnosis': 'private'}" <<<"$out"
 
 step "dmem[conformance]: the conformance README's command on a SQLite file"
 venv_with conformance
