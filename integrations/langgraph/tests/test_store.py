@@ -18,6 +18,7 @@ from typing import Any
 
 import dmem
 import pytest
+from dmem_conformance import backend_missing
 from langgraph.store.base import GetOp, InvalidNamespaceError, PutOp, SearchOp
 from langgraph.store.dmem import DmemStore
 from langgraph.store.memory import InMemoryStore
@@ -338,3 +339,35 @@ async def test_afrom_conn_string_and_unreachable_backend(redis_url: str) -> None
     with pytest.raises(dmem.ProviderError):
         await down.aget(("a",), "k")
     await down.aclose()
+
+
+def test_chroma_vectors_rank_as_in_memory_store(tmp_path: Path) -> None:
+    # Any dmem vector URL: Chroma (embedded) beside a SQLite file; Chroma keeps float32
+    # vectors, so scores agree to 1e-6.
+    try:
+        import dmem_chroma  # noqa: F401
+    except ImportError:
+        backend_missing("dmem-chroma is not installed")
+    index = _index(["text"])
+    model = InMemoryStore(index=index)
+    _fill(model)
+    url = f"sqlite:///{tmp_path / 'kv.db'}"
+    with DmemStore(url, index=index, vector_url=f"chroma://{tmp_path / 'chroma'}") as store:
+        _fill(store)
+        for query in ("python programming", "bread", "marathon training"):
+            want = model.search(("docs",), query=query, limit=4)
+            got = store.search(("docs",), query=query, limit=4)
+            assert [i.key for i in got] == [i.key for i in want]
+            for a, b in zip(got, want, strict=True):
+                assert a.score == pytest.approx(b.score, abs=1e-6)
+
+
+def test_async_calls_from_successive_event_loops(sqlite_url: str) -> None:
+    # Each asyncio.run is a new loop: the store opens its async connection again there.
+    store = DmemStore(sqlite_url)
+    asyncio.run(store.aput(("a",), "k", {"v": 1}))
+    got = asyncio.run(store.aget(("a",), "k"))
+    assert got is not None and got.value == {"v": 1}
+    asyncio.run(store.aclose())
+    with pytest.raises(dmem.NotInitializedError):
+        asyncio.run(store.aget(("a",), "k"))
