@@ -103,8 +103,8 @@ async def _write_cost(
                 target=0.9,
             )
         cache = (await follower.health()).details["cache"]
-        mode = cache["invalidation"] if isinstance(cache, dict) else None
-        assert mode == expected_mode, f"the Cache runs in mode {mode!r}"
+        own_mode = cache["invalidation"] if isinstance(cache, dict) else None
+        assert own_mode == expected_mode, f"the Cache runs in mode {own_mode!r}"
         await follower.get("k")
         await bench.compare(
             f"set, a Cache in this process follows ({label})",
