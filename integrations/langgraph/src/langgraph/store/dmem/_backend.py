@@ -15,6 +15,7 @@ ids, so vectors whose item expired can be found and removed (``sweep``).
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -242,9 +243,13 @@ class Backend:
     async def _refresh(self, stored: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
         # LangGraph's refresh on read: the item's own ttl starts again from now (Postgres:
         # expires_at = NOW() + ttl_minutes). dmem's expire does exactly that, on every backend.
-        for key, record in stored:
-            if record.get("t") is not None:
-                await self.kv.expire(key, record["t"] * 60)
+        refreshes = [
+            self.kv.expire(key, record["t"] * 60)
+            for key, record in stored
+            if record.get("t") is not None
+        ]
+        if refreshes:  # concurrent: one round trip's wait for a page of items
+            await asyncio.gather(*refreshes)
 
     async def _gets(self, gets: list[tuple[int, GetOp]], results: list[Result]) -> None:
         keys = {i: encode_key(op.namespace, op.key) for i, op in gets}

@@ -39,6 +39,8 @@ def _unescape(match: re.Match[str]) -> str:
 
 def encode_label(label: str) -> str:
     """One namespace label (or item key), with the separators escaped."""
+    if label.isascii() and "%" not in label and "/" not in label and "#" not in label:
+        return label  # the common case, without a regex call
     return _SPECIAL.sub(_escape, label)
 
 
@@ -55,6 +57,8 @@ def encode_key(namespace: tuple[str, ...], key: str) -> str:
 def decode_key(stored: str) -> tuple[tuple[str, ...], str]:
     """The namespace and item key a dmem key made by :func:`encode_key` stands for."""
     *labels, key = stored.split("/")
+    if "%" not in stored:  # the common case: nothing was escaped
+        return tuple(labels), key
     return tuple(_ESCAPED.sub(_unescape, label) for label in labels), _ESCAPED.sub(_unescape, key)
 
 
