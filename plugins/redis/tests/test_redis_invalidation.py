@@ -135,12 +135,16 @@ P99_BOUND = 0.005
 ALLOWANCE = 0.050  # scheduling allowance on top of the push bound (None)
 
 
+@pytest.mark.parametrize("reader", ["listener", "Cache"])
 @pytest.mark.parametrize("topology", ["standalone", "cluster"])
-def test_two_processes_staleness(topology: str, request: pytest.FixtureRequest) -> None:
+def test_two_processes_staleness(
+    topology: str, reader: str, request: pytest.FixtureRequest
+) -> None:
+    """B reads through a listener of the test's own (TinyCache), or through dmem's Cache."""
     url = request.getfixturevalue("redis_url" if topology == "standalone" else "redis_cluster_url")
     p99s = []
     for attempt in range(ATTEMPTS):
-        report = run_pair(url, f"stale-{topology}-{attempt}")
+        report = run_pair(url, f"stale-{topology}-{attempt}", real_cache=reader == "Cache")
         staleness, broken = analyse(report["returned"], report["rows"], ALLOWANCE)
         assert report["downs"] == 0
         assert len(staleness) == 1000 and max(staleness) < float("inf"), "B missed writes"
@@ -149,7 +153,7 @@ def test_two_processes_staleness(topology: str, request: pytest.FixtureRequest) 
         p99 = statistics.quantiles(staleness, n=100)[98]
         p99s.append(p99)
         print(
-            f"\n{topology}: p50 {statistics.median(staleness) * 1000:.2f} ms, p99 "
+            f"\n{topology}, {reader}: p50 {statistics.median(staleness) * 1000:.2f} ms, p99 "
             f"{p99 * 1000:.2f} ms, max {max(staleness) * 1000:.2f} ms, {report['reads']} reads"
         )
         if p99 <= P99_BOUND:

@@ -2,10 +2,11 @@
 
 Run as a script (not collected)::
 
-    python pushed_stale_child.py URL NAMESPACE LAST
+    python pushed_stale_child.py URL NAMESPACE LAST tiny|cache
 
 B opens ``URL``, opens the provider's invalidation channel with a small cache of its own
-(:class:`TinyCache`: the protocol's listener, the way a ``Cache`` uses it), prints "ready",
+(:class:`TinyCache`: the protocol's listener; with ``cache``: dmem's ``Cache``, whose
+``invalidation="auto"`` opens the channel), prints "ready",
 then reads key "n" through the cache every ``_PAUSE`` seconds (sleeping between reads, as
 a server process waits for its next request) until it has read LAST and 0.2 s more, and
 prints the JSON of its report: ``rows``, ``[start, end, value, last_start]`` of every read
@@ -29,6 +30,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 import dmem
+from dmem.middleware import Cache
 
 _PAUSE = 0.0002  # seconds B sleeps between two reads
 
@@ -169,13 +171,15 @@ def _newest_before(returned: Sequence[float], moment: float) -> int:
     return lo
 
 
-def run_pair(url: str, namespace: str, writes: int = 1000) -> dict[str, Any]:
+def run_pair(
+    url: str, namespace: str, writes: int = 1000, *, real_cache: bool = False
+) -> dict[str, Any]:
     """Start B, write ``n = 1..writes`` as A (this process), let B finish; B's report with
     ``returned`` (when each of A's writes returned) added."""
     import subprocess
 
     child = subprocess.Popen(
-        [sys.executable, __file__, url, namespace, str(writes)],
+        [sys.executable, __file__, url, namespace, str(writes), "cache" if real_cache else "tiny"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -210,11 +214,18 @@ async def _write(url: str, namespace: str, writes: int, child: Any) -> list[floa
         await kv.aclose()
 
 
-async def main(url: str, namespace: str, last_text: str) -> None:
+async def main(url: str, namespace: str, last_text: str, which: str) -> None:
     last_value = int(last_text)
-    kv = await dmem.open(url, namespace=namespace)
-    cache = TinyCache(kv)
-    channel = await kv.provider.open_invalidation(cache)  # type: ignore[attr-defined]
+    if which == "cache":  # dmem's own Cache, its channel opened by invalidation="auto"
+        kv = await dmem.open(url, namespace=namespace, middleware=[Cache(ttl=60)])
+        cache: Any = kv
+        channel: Any = None
+        mode = (await kv.health()).details["cache"]
+        assert mode["invalidation"] not in ("off", "ttl"), mode  # type: ignore[index]
+    else:
+        kv = await dmem.open(url, namespace=namespace)
+        cache = TinyCache(kv)
+        channel = await kv.provider.open_invalidation(cache)  # type: ignore[attr-defined]
     rows: list[list[Any]] = []
     last: Any = object()
     reads = 0
@@ -240,19 +251,23 @@ async def main(url: str, namespace: str, last_text: str) -> None:
                 # preempts on a busy machine (ms), one that sleeps is woken at once.
                 await asyncio.sleep(_PAUSE)
         rows[-1][3] = previous
+        if channel is None:
+            stats: Any = (await kv.health()).details["cache"]
+            report = {"downs": 0 if stats["channel_up"] else 1, "hits": stats["hits"]}
+        else:
+            report = {
+                "messages": cache.messages,
+                "downs": cache.downs,
+                "hits": cache.hits,
+                "arrivals": cache.arrivals,
+            }
     finally:
-        await channel.close()
+        if channel is not None:
+            await channel.close()
         await kv.aclose()
-    report = {
-        "rows": rows,
-        "reads": reads,
-        "messages": cache.messages,
-        "downs": cache.downs,
-        "hits": cache.hits,
-        "arrivals": cache.arrivals,
-    }
+    report.update(rows=rows, reads=reads)
     print(json.dumps(report), flush=True)
 
 
 if __name__ == "__main__":
-    asyncio.run(main(*sys.argv[1:4]))
+    asyncio.run(main(*sys.argv[1:5]))
