@@ -371,3 +371,18 @@ def test_async_calls_from_successive_event_loops(sqlite_url: str) -> None:
     asyncio.run(store.aclose())
     with pytest.raises(dmem.NotInitializedError):
         asyncio.run(store.aget(("a",), "k"))
+
+
+def test_foreign_data_is_corrupt_value_error(sqlite_url: str) -> None:
+    # Another program's key shaped like an item, in the store's dmem namespace.
+    with dmem.open_sync(sqlite_url, namespace="shared") as kv:
+        kv.set("a/k", {"not": "an item"})
+        kv.set("lock-without-slash", "x")  # never taken for an item
+    with DmemStore(sqlite_url, namespace="shared") as store:
+        with pytest.raises(dmem.CorruptValueError, match="'a/k'"):
+            store.get(("a",), "k")
+        with pytest.raises(dmem.CorruptValueError):
+            store.search(("a",))
+        assert store.list_namespaces() == [("a",)]
+        store.put(("b",), "k", {"v": 1})
+        assert [i.key for i in store.search(("b",))] == ["k"]

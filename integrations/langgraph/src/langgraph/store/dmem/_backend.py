@@ -35,7 +35,7 @@ from langgraph.store.base import (
 )
 
 import dmem
-from dmem import InvalidArgumentError, VectorRecord
+from dmem import CorruptValueError, InvalidArgumentError, VectorRecord
 
 from ._filter import check_filter, matches
 from ._keys import decode_key, encode_key, encode_label, prefix_pattern
@@ -240,6 +240,24 @@ class Backend:
             await self._puts(plan)
         return results
 
+    async def _records(self, keys: list[str]) -> dict[str, Mapping[str, Any]]:
+        """The live records of ``keys``; one this store did not write is CorruptValueError."""
+        found = await self.kv.get_many(keys)
+        for key, record in found.items():
+            if not (
+                isinstance(record, dict)
+                and isinstance(record.get("v"), dict)
+                and isinstance(record.get("c"), str)
+                and isinstance(record.get("u"), str)
+                and isinstance(record.get("x", []), list)
+                and isinstance(record.get("t"), (int, float, type(None)))
+            ):
+                raise CorruptValueError(
+                    f"key {key!r} of dmem namespace {self.kv.namespace!r} does not hold a "
+                    "DmemStore item (another program's data in the store's namespace?)"
+                )
+        return found
+
     async def _refresh(self, stored: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
         # LangGraph's refresh on read: the item's own ttl starts again from now (Postgres:
         # expires_at = NOW() + ttl_minutes). dmem's expire does exactly that, on every backend.
@@ -253,7 +271,7 @@ class Backend:
 
     async def _gets(self, gets: list[tuple[int, GetOp]], results: list[Result]) -> None:
         keys = {i: encode_key(op.namespace, op.key) for i, op in gets}
-        records = await self.kv.get_many(list(dict.fromkeys(keys.values())))
+        records = await self._records(list(dict.fromkeys(keys.values())))
         refresh: dict[str, Mapping[str, Any]] = {}
         for i, op in gets:
             record = records.get(keys[i])
@@ -280,7 +298,7 @@ class Backend:
         found: list[tuple[str, Mapping[str, Any]]] = []
         for start in range(0, len(keys), _CHUNK):
             chunk = keys[start : start + _CHUNK]
-            records = await self.kv.get_many(chunk)
+            records = await self._records(chunk)
             for key in chunk:
                 record = records.get(key)
                 if record is not None and matches(record["v"], op.filter):
@@ -318,7 +336,7 @@ class Backend:
         while True:
             found = await self.vectors.query(query_vector, k=k, where=where or None)
             owners = list(dict.fromkeys(str(m.metadata.get("k", "")) for m in found))
-            records = await self.kv.get_many(owners) if owners else {}
+            records = await self._records(owners) if owners else {}
             ranked: list[tuple[str, Mapping[str, Any], float | None]] = []
             seen: set[str] = set()
             for match in found:  # best first: an item's first valid match is its max
@@ -366,7 +384,7 @@ class Backend:
 
     async def _puts(self, plan: Plan) -> None:
         keys = {item: encode_key(*item) for item in plan.puts}
-        old = await self.kv.get_many(list(keys.values()))
+        old = await self._records(list(keys.values()))
         now = _now()
         deletes: list[str] = []
         by_ttl: dict[float | None, dict[str, Any]] = {}
@@ -423,7 +441,7 @@ class Backend:
         owners = await self.vector_ids.keys()
         for start in range(0, len(owners), _CHUNK):
             chunk = owners[start : start + _CHUNK]
-            live = await self.kv.get_many(chunk)
+            live = await self._records(chunk)
             gone = [owner for owner in chunk if owner not in live]
             if not gone:
                 continue
