@@ -123,7 +123,7 @@ class RedisInvalidation:
                 await self._follow(connections)
             except asyncio.CancelledError:
                 raise
-            except (*_ERRORS, _Lost) as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever it was, the channel is down
                 if self._opened is not None and not self._opened.done():
                     err = map_error(exc, self._config)
                     self._opened.set_exception(

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
+from dmem import DmemError, ProviderUnavailableError
 from dmem._invalidation import InvalidationListener
 
 __all__ = ["PostgresInvalidation", "channel_name", "install_sql"]
@@ -38,7 +39,6 @@ log = logging.getLogger("dmem.postgresql")
 
 _KEEPALIVE = 1.0  # seconds between keep-alive queries on the listening connection
 _BACKOFF = (0.05, 2.0)  # first and longest pause between reconnect attempts, seconds
-_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 _PAYLOAD_LIMIT = 7900  # NOTIFY's payload limit is 8000 bytes; a little margin
 
 
@@ -175,9 +175,14 @@ class PostgresInvalidation:
                 await self._watch(made, gone)
             except asyncio.CancelledError:
                 raise
-            except _ERRORS as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever it was, the channel is down
                 if self._opened is not None and not self._opened.done():
-                    self._opened.set_exception(self._error(exc))
+                    err = self._error(exc)
+                    if not isinstance(err, DmemError):  # never a raw exception to the caller
+                        err = ProviderUnavailableError(
+                            f"invalidation channel on table {self._table}: {type(exc).__name__}"
+                        )
+                    self._opened.set_exception(err)
                     return
                 log.warning(
                     "invalidation channel lost (%s); caches serve nothing until it is back",
