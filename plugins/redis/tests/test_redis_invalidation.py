@@ -23,7 +23,7 @@ from dmem._invalidation import InvalidationChannel
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "sqlite" / "tests"))
 
 from pushed_stale_child import Recorder, analyse, run_pair
-from redis_servers import RedisServer
+from redis_servers import RedisServer, SentinelSet
 
 
 @pytest.fixture(params=["standalone", "cluster", "sentinel"])
@@ -179,6 +179,32 @@ async def test_a_server_that_stops_answering_takes_the_channel_down(
             os.kill(pid, signal.SIGCONT)
         await listener.wait(lambda: "up" in listener.events, timeout=20)
         assert channel.up
+    finally:
+        await channel.close()
+        await kv.aclose()
+
+
+async def test_a_sentinel_failover_takes_the_channel_to_the_new_primary(
+    failover_sentinel_set: SentinelSet,
+) -> None:
+    setup = failover_sentinel_set
+    listener = Recorder()
+    kv = await dmem.open(setup.url, namespace="inv-failover", timeout=2)
+    channel = await _channel(kv, listener)
+    try:
+        old = setup.current_primary()
+        old.kill()  # SIGKILL: the sentinels promote the replica after about a second
+        await listener.wait(lambda: "down" in listener.events)
+        await listener.wait(lambda: "up" in listener.events, timeout=60)
+        assert setup.primary_port() != old.port, "up again, but not on the new primary"
+        writer = await dmem.open(
+            setup.url, namespace="inv-failover", share_connection=False, timeout=2
+        )
+        try:
+            await writer.set("after", 1)  # written on the new primary
+            await listener.wait(lambda: "after" in listener.seen())
+        finally:
+            await writer.aclose()
     finally:
         await channel.close()
         await kv.aclose()
