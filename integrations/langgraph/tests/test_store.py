@@ -14,7 +14,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dmem
 import pytest
@@ -23,8 +23,17 @@ from langgraph.store.base import GetOp, InvalidNamespaceError, PutOp, SearchOp
 from langgraph.store.dmem import DmemStore
 from langgraph.store.memory import InMemoryStore
 
-sys.path.insert(0, str(Path(__file__).parent))  # the tests' helpers (importlib mode)
-from store_support import DIMS, BackendTarget, aembed, embed, store_target
+if TYPE_CHECKING:  # mypy names this directory's modules from the repository root
+    from integrations.langgraph.tests.store_support import (
+        DIMS,
+        BackendTarget,
+        aembed,
+        embed,
+        store_target,
+    )
+else:  # pytest (importlib mode) imports the helpers from this directory
+    sys.path.insert(0, str(Path(__file__).parent))
+    from store_support import DIMS, BackendTarget, aembed, embed, store_target
 
 __all__ = ["store_target"]
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -34,8 +34,16 @@ from langgraph.store.base import GetOp, Item, Op, PutOp
 from langgraph.store.dmem import DmemStore
 from langgraph.store.memory import InMemoryStore
 
-sys.path.insert(0, str(Path(__file__).parent))  # the tests' helpers (importlib mode)
-from store_support import BackendTarget, LoopThread, loop_thread, store_target
+if TYPE_CHECKING:  # mypy names this directory's modules from the repository root
+    from integrations.langgraph.tests.store_support import (
+        BackendTarget,
+        LoopThread,
+        loop_thread,
+        store_target,
+    )
+else:  # pytest (importlib mode) imports the helpers from this directory
+    sys.path.insert(0, str(Path(__file__).parent))
+    from store_support import BackendTarget, LoopThread, loop_thread, store_target
 
 __all__ = ["loop_thread", "store_target"]
 
