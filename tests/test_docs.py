@@ -1,7 +1,8 @@
 """Every ```python block of the documentation runs as written, or is marked as a fragment.
 
-The documents: ``README.md``, ``docs/**/*.md`` and ``plugins/*/README.md``. Each ```python
-block is one test case, named by file and line (``docs/middleware.md:5``).
+The documents: ``README.md``, ``docs/**/*.md``, ``plugins/*/README.md`` and
+``integrations/*/README.md``. Each ```python block is one test case, named by file and line
+(``docs/middleware.md:5``).
 
 **Runnable blocks** (the default) run as a script: ``sys.executable block.py`` in a fresh
 temporary working directory, with ``HOME`` and ``XDG_DATA_HOME`` pointed into it and no
@@ -88,6 +89,7 @@ def documents() -> list[Path]:
     found = [ROOT / "README.md"]
     found += sorted((ROOT / "docs").rglob("*.md"))
     found += sorted((ROOT / "plugins").glob("*/README.md"))
+    found += sorted((ROOT / "integrations").glob("*/README.md"))
     return found
 
 

@@ -1,6 +1,6 @@
 """LangGraph's long-term memory store over dmem: ``DmemStore``.
 
-``from langgraph.store.dmem import DmemStore``; see ``integrations/langgraph/STORE.md``.
+``from langgraph.store.dmem import DmemStore``; see ``integrations/langgraph/README.md``, "The store".
 """
 
 from __future__ import annotations
