@@ -219,6 +219,12 @@ def _at_exit() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+# atexit runs its hooks last-registered-first, and weakref.finalize runs the finalizers still
+# pending from a hook of its own, registered when the process makes its first finalize. Make
+# sure that one is registered before ours, so ours runs first: the stores close while what
+# they need is still there (dmem.threads' inbox eventfd is closed by a finalizer; closed
+# first, the SQLite worker died writing to it and the exit hook waited out its 10 s).
+weakref.finalize(threading.Event(), int)  # a finalizer of a dead object: only registers
 atexit.register(_at_exit)
 
 
