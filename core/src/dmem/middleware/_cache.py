@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
 from typing import Literal
@@ -87,24 +88,32 @@ class Cache:
 class _Listener:
     """What the provider's channel calls (on the loop's thread): the cache's three hooks.
 
-    A separate object, so the provider never sees (or calls) the cache's other methods."""
+    A separate object, so the provider never sees (or calls) the cache's other methods; it
+    holds the cache weakly, so a channel a forgotten store left open keeps no cache alive."""
 
     __slots__ = ("_cache",)
 
     def __init__(self, cache: CacheProvider) -> None:
-        self._cache = cache
+        self._cache = weakref.ref(cache)
 
     def invalidate(self, keys: Collection[str] | None) -> None:
+        cache = self._cache()
+        if cache is None:
+            return
         if keys is None:
-            self._cache._flush()
+            cache._flush()
         else:
-            self._cache._invalidate(keys)
+            cache._invalidate(keys)
 
     def channel_down(self) -> None:
-        self._cache._set_serving(False)
+        cache = self._cache()
+        if cache is not None:
+            cache._set_serving(False)
 
     def channel_up(self) -> None:
-        self._cache._set_serving(True)
+        cache = self._cache()
+        if cache is not None:
+            cache._set_serving(True)
 
 
 class CacheProvider(Wrapper):

@@ -5,8 +5,9 @@ and make each poll cheap:
 
 * **The change log** ``<table>_changes(seq, namespace, key)``, filled by triggers on the
   key-value table (insert, update, delete), so every write is logged in its own
-  transaction: dmem's, an older dmem-sqlite's, and any other client's. Each insert prunes
-  the rows more than :data:`KEEP` behind it, so the log stays bounded.
+  transaction: dmem's, an older dmem-sqlite's, and any other client's. Every
+  :data:`PRUNE_EVERY` rows, the rows more than :data:`KEEP` behind go, so the log stays
+  bounded.
   The triggers are created, once per file, by the first store that opens a channel.
 * **The poller**: a thread with a read connection of its own. Every ``interval / 2`` it reads
   ``PRAGMA data_version`` (no I/O beyond the WAL index; it changes only when another
@@ -37,28 +38,38 @@ from dmem._invalidation import InvalidationListener
 from ._config import valid_table
 from ._worker import map_error
 
-__all__ = ["KEEP", "SQLitePollChannel", "install_change_log"]
+__all__ = ["KEEP", "PRUNE_EVERY", "SQLitePollChannel", "install_change_log"]
 
 log = logging.getLogger("dmem.sqlite")
 
 KEEP = 8192
-"""Rows the change log keeps: a poller that falls further behind empties its cache."""
+"""Rows the change log keeps (at least): a poller that falls further behind empties its
+cache."""
+PRUNE_EVERY = 1024
 
 
 def _log_ddl(table: str) -> list[str]:
     t = valid_table(table)  # an identifier, checked again: it is interpolated into DDL
     log_table = f"{t}_changes"
-    prune = f"DELETE FROM {log_table} WHERE seq <= last_insert_rowid() - {KEEP};"
+    # seq is the rowid: max + 1 on every insert, so increasing as long as the newest row
+    # stays (pruning only takes old ones). No AUTOINCREMENT: its sqlite_sequence update
+    # would be one more b-tree write on every write of the store.
     statements = [
         f"CREATE TABLE IF NOT EXISTS {log_table} ("
-        "seq INTEGER PRIMARY KEY AUTOINCREMENT, namespace TEXT NOT NULL, key TEXT NOT NULL)"
+        "seq INTEGER PRIMARY KEY, namespace TEXT NOT NULL, key TEXT NOT NULL)"
     ]
     for event, row in (("INSERT", "new"), ("UPDATE", "new"), ("DELETE", "old")):
         statements.append(
             f"CREATE TRIGGER IF NOT EXISTS {log_table}_{event.lower()} AFTER {event} ON {t} "
             f"BEGIN INSERT INTO {log_table} (namespace, key) VALUES ({row}.namespace, "
-            f"{row}.key); {prune} END"
+            f"{row}.key); END"
         )
+    # Pruned in steps of PRUNE_EVERY rows, not on every write: one range delete per step.
+    statements.append(
+        f"CREATE TRIGGER IF NOT EXISTS {log_table}_prune AFTER INSERT ON {log_table} "
+        f"WHEN new.seq % {PRUNE_EVERY} = 0 "
+        f"BEGIN DELETE FROM {log_table} WHERE seq <= new.seq - {KEEP}; END"
+    )
     return statements
 
 
@@ -187,7 +198,13 @@ class SQLitePollChannel:
         conn.execute("BEGIN")  # one snapshot for the bounds and the rows
         try:
             low, high = conn.execute(f"SELECT min(seq), max(seq) FROM {self._log}").fetchone()
-            if high is None or high <= self._seq:
+            if high is None and self._seq == 0:
+                return []  # nothing logged yet (a write to another table of the file)
+            if high is None or high < self._seq:
+                # Emptied or recreated by hand: the seq we saw means nothing any more.
+                self._seq = 0 if high is None else high
+                return None
+            if high == self._seq:
                 return []
             if low > self._seq + 1:
                 self._seq = high
