@@ -106,6 +106,43 @@ async def test_get_or_set_sync_factory_and_a_value_stored_meanwhile(kv: Store) -
     assert not await kv.exists("bad")
 
 
+class _StaleFirstMiss(dmem.Wrapper):
+    """Holds back the first get's answer (a miss, read at once) until ``release`` is set."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self.held = asyncio.Event()
+        self.release = asyncio.Event()
+        self.gets = 0
+
+    async def get(self, key: str) -> bytes | None:
+        self.gets += 1
+        found = await self.inner.get(key)
+        if self.gets == 1:
+            self.held.set()
+            await self.release.wait()
+        return found
+
+
+async def test_get_or_set_miss_read_before_another_flight_ended_calls_no_factory() -> None:
+    # B reads a miss, but its answer arrives only after A's whole flight stored the value
+    # and ended: B must read again instead of calling the factory a second time.
+    slow = _StaleFirstMiss(MemoryProvider())
+    calls: list[str] = []
+    async with Store(slow) as kv:
+
+        def factory() -> str:
+            calls.append("call")
+            return "value"
+
+        b = asyncio.create_task(kv.get_or_set("cold", factory))
+        await slow.held.wait()
+        assert await kv.get_or_set("cold", factory) == "value"
+        slow.release.set()
+        assert await b == "value"
+    assert calls == ["call"], "the factory ran again for a key another flight had filled"
+
+
 async def test_get_or_set_cancelled_caller_does_not_strand_waiters(kv: Store) -> None:
     started = asyncio.Event()
 

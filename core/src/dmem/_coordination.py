@@ -235,13 +235,13 @@ class CoordinationMixin:
                 held = self.lock(_lock_key(key), ttl=GET_OR_SET_LOCK_TTL)
                 await held.acquire()
                 try:
-                    value = await self._fill(key, factory, ttl, tags, check_first=True)
+                    value = await self._fill(key, factory, ttl, tags)
                 finally:
                     # False when a factory outlasted the lock's ttl: the value stands anyway
                     # (written with if_not_exists, so every process reads the same one).
                     await held.release()
             else:
-                value = await self._fill(key, factory, ttl, tags, check_first=False)
+                value = await self._fill(key, factory, ttl, tags)
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 flight.cancel()
@@ -262,14 +262,14 @@ class CoordinationMixin:
         factory: Callable[[], Any],
         ttl: float | None,
         tags: Mapping[str, str] | None,
-        *,
-        check_first: bool,
     ) -> Any:
         get, set_ = self.get, self.set  # type: ignore[attr-defined]
-        if check_first:  # under the lock: the holder before us may have filled it
-            found = await get(key, _MISSING)
-            if found is not _MISSING:
-                return found
+        # Read again before calling the factory: our miss may have been read before another
+        # caller's flight stored the value and ended (so it is gone from _FLIGHTS), or, under
+        # the lock, the holder before us filled it. A miss costs one read more, a hit nothing.
+        found = await get(key, _MISSING)
+        if found is not _MISSING:
+            return found
         value = factory()
         if inspect.isawaitable(value):
             value = await value
