@@ -49,15 +49,22 @@ async def _hop(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 
 class _ProviderProxy:
-    """``store.provider`` for the suite: attributes as they are, coroutines on dmem's loop."""
+    """``store.provider`` for the suite: attributes as they are, coroutines on dmem's loop.
 
-    def __init__(self, sync: dmem.SyncStore) -> None:
+    A coroutine's result that has coroutine methods of its own (the channel
+    ``open_invalidation`` returns) is proxied the same way: its connection lives on dmem's
+    loop too.
+    """
+
+    def __init__(self, sync: dmem.SyncStore, target: Any = None) -> None:
         self._sync = sync
+        self._target = sync.store.provider if target is None else target
 
     def __getattr__(self, name: str) -> Any:
-        found = getattr(self._sync.store.provider, name)
+        found = getattr(self._target, name)
         if not callable(found):
             return found
+        sync = self._sync
 
         async def on_dmem_loop(*args: Any, **kwargs: Any) -> Any:
             def call() -> Any:
@@ -65,14 +72,24 @@ class _ProviderProxy:
                     result = found(*args, **kwargs)
                     return await result if inspect.isawaitable(result) else result
 
-                return self._sync._run(run())
+                return sync._run(run())
 
-            return await _hop(call)
+            result = await _hop(call)
+            return _ProviderProxy(sync, result) if _has_coroutines(result) else result
 
         return on_dmem_loop
 
     def __repr__(self) -> str:
-        return f"<proxy of {self._sync.store.provider!r}>"
+        return f"<proxy of {self._target!r}>"
+
+
+def _has_coroutines(value: object) -> bool:
+    kind = type(value)
+    return any(
+        inspect.iscoroutinefunction(getattr(kind, name, None))
+        for name in dir(kind)
+        if not name.startswith("__")
+    )
 
 
 class _LockOverSync(dmem.Lock):
