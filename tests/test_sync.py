@@ -342,10 +342,10 @@ def test_forked_child(url: str) -> None:
                 outcome["parent_store"] = "worked"
             except dmem.NotInitializedError:
                 outcome["parent_store"] = "NotInitializedError"
-            # share_connection=False: dmem.sharing's registry of thread-backed handles (the
-            # SQLite worker) is not fork-aware yet; the child would get the parent's worker,
-            # whose thread the fork did not copy, and wait for it forever (reported).
-            own = dmem.open_sync(url, namespace=namespace, share_connection=False)
+            # Default sharing: dmem.sharing starts empty in a forked child, so the child's
+            # store gets a connection (a SQLite worker) of its own, not the parent's, whose
+            # thread the fork did not copy.
+            own = dmem.open_sync(url, namespace=namespace)
             outcome["own_get"] = own.get("k")
             outcome["own_set"] = own.set("child", 1)
             outcome["other_loop"] = dmem.run_sync(_loop_id()) != parent_loop

@@ -22,6 +22,10 @@ database); its own leases still share it.
 asyncpg): the running loop is then part of the key, so no handle is ever used from two
 loops. A thread-backed handle (SQLite's worker, Chroma's client) may serve every loop.
 
+After ``os.fork()`` the child starts with empty registries: the parent's handles (a worker
+thread the fork did not copy, sockets shared with the parent) are not the child's to use or
+close, so a store the child opens makes handles of its own.
+
 ``open`` runs under the registry's lock and must not wait for I/O: it makes a handle that
 connects later (a pool that connects on first use, a thread that opens its connection
 itself). Providers connect, or check that they can, in their ``initialize``; a failure
@@ -31,9 +35,11 @@ there releases the lease, so a backend that is down leaves nothing behind.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .errors import NotInitializedError
 
@@ -109,6 +115,14 @@ class SharedConnections(Generic[T]):
         self._entries: dict[Hashable, _Entry[T]] = {}
         # Leases are taken and released from the threads of several event loops.
         self._lock = threading.Lock()
+        _REGISTRIES.add(self)
+
+    def _forget_after_fork(self) -> None:
+        # In a forked child: the entries belong to the parent (nothing here is closed: that
+        # would close the parent's sockets or wait for a thread that does not exist here),
+        # and the lock may have been held by a thread the fork did not copy.
+        self._entries = {}
+        self._lock = threading.Lock()
 
     def _full_key(self, key: Hashable) -> Hashable:
         return (asyncio.get_running_loop(), key) if self.per_loop else key
@@ -158,3 +172,15 @@ class SharedConnections(Generic[T]):
 
     def __repr__(self) -> str:
         return f"<SharedConnections {self.name}: {len(self)} shared>"
+
+
+_REGISTRIES: weakref.WeakSet[SharedConnections[Any]] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for registry in list(_REGISTRIES):
+        registry._forget_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
