@@ -30,6 +30,7 @@ from dmem import (
     NotSupportedError,
     Pattern,
     ProviderError,
+    ProviderUnavailableError,
     StoreNotFoundError,
 )
 from dmem._invalidation import InvalidationChannel, InvalidationListener
@@ -137,9 +138,16 @@ class SQLiteProvider:
         path = self._config.path
         if path is None:
             raise NotSupportedError("sqlite:// (in memory) has no invalidation channel")
-        await self._w().call(install_change_log, self._config.table, write=True)
+        try:
+            await self._w().call(install_change_log, self._config.table, write=True)
+        except ProviderUnavailableError:
+            raise
+        except ProviderError as exc:  # a file this process may not write (read-only)
+            raise NotSupportedError(
+                f"{self._where}: no invalidation channel, its change log cannot be created ({exc})"
+            ) from exc
         channel = SQLitePollChannel(
-            path,
+            path.absolute(),  # the poller's connection opens it, whatever the cwd is then
             self._config.table,
             self.namespace,
             listener,
