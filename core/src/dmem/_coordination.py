@@ -224,6 +224,18 @@ class CoordinationMixin:
             raise _wrap(exc) from exc
         if data is not None:
             return decode(data)
+        return await self._get_or_set_missed(key, factory, ttl, tags, lock)
+
+    async def _get_or_set_missed(
+        self,
+        key: str,
+        factory: Callable[[], Any],
+        ttl: float | None,
+        tags: Mapping[str, str] | None,
+        lock: bool,
+    ) -> Any:
+        # The miss path, a coroutine of its own: its locals and handlers would otherwise make
+        # every hit's frame bigger.
         flight_key = (id(self), key)
         flight = _FLIGHTS.get(flight_key)
         if flight is not None:
