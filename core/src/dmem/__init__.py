@@ -13,6 +13,7 @@ from ._cached import CachedFunction, cached
 from ._codec import decode, encode
 from ._coordination import Lock
 from ._health import HealthStatus, redact_url
+from ._invalidation import InvalidationChannel, InvalidationListener
 from ._loop_thread import run_sync
 from ._open import create_provider, default_url, open  # noqa: A004 - dmem.open is the API
 from ._options import ProviderOptions
@@ -81,6 +82,8 @@ __all__ = [
     "Entry",
     "HealthStatus",
     "InvalidArgumentError",
+    "InvalidationChannel",
+    "InvalidationListener",
     "InvalidKeyError",
     "InvalidPatternError",
     "InvalidValueError",

@@ -45,7 +45,8 @@ checks each one a provider has, and reports its clause as not run where one is m
   - ``async delete_by_tag(name, value) -> int``: deletes this namespace's live keys
     tagged ``name=value``, returns how many.
 
-* ``async open_invalidation(listener) -> InvalidationChannel`` (:mod:`dmem._invalidation`):
+* ``async open_invalidation(listener) -> InvalidationChannel`` (``dmem.InvalidationListener``,
+  ``dmem.InvalidationChannel``):
   the channel through which writes made by any process reach a ``Cache`` on this
   namespace: ``listener.invalidate(keys)`` (``None``: any key) on the loop's thread within
   the channel's ``bound``, ``channel_down()``/``channel_up()`` around a time messages may
