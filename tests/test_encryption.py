@@ -29,39 +29,12 @@ import pytest
 from dmem import Cache, Compression
 from dmem.middleware import Encryption, EncryptionProvider
 from dmem.middleware._encryption import ENVELOPE_MAGIC, envelope_key_id
-from dmem_conformance import backend_missing, testkit
+from dmem_conformance import testkit
 from dmem_conformance.testkit import alternating_factory, assert_secret_hidden
 
 KEY1 = os.urandom(32)
 KEY2 = os.urandom(32)
 BACKENDS = ("memory", "sqlite", "redis", "postgres")
-
-REDIS_SERVER = ["redis-server", "--port", "{port}", "--bind", "127.0.0.1", "--save", ""]
-redis_server = testkit.server_fixture([*REDIS_SERVER, "--appendonly", "no"], name="redis_server")
-
-
-@pytest.fixture(scope="session")
-def redis_url(request: pytest.FixtureRequest) -> str:
-    url = os.environ.get("DMEM_TEST_REDIS_URL")
-    if url:
-        return url
-    server: testkit.ServerProcess = request.getfixturevalue("redis_server")
-    return f"redis://127.0.0.1:{server.port}/0"
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> str:
-    url = os.environ.get("DMEM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-    async def check() -> None:
-        async with dmem.open(url) as store:
-            await store.count()
-
-    try:
-        asyncio.run(check())
-    except dmem.DmemError as exc:
-        backend_missing(f"PostgreSQL at {dmem.redact_url(url)}: {exc}")
-    return url
 
 
 @pytest.fixture(params=BACKENDS)

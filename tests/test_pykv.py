@@ -50,16 +50,6 @@ TEN_YEARS = 10 * 365.25 * 24 * 3600
 
 
 REDIS_SERVER = ["redis-server", "--port", "{port}", "--bind", "127.0.0.1", "--save", ""]
-redis_server = testkit.server_fixture([*REDIS_SERVER, "--appendonly", "no"], name="redis_server")
-
-
-@pytest.fixture(scope="session")
-def redis_url(request: pytest.FixtureRequest) -> str:
-    url = os.environ.get("DMEM_TEST_REDIS_URL")
-    if url:
-        return url
-    server: testkit.ServerProcess = request.getfixturevalue("redis_server")
-    return f"redis://127.0.0.1:{server.port}/0"
 
 
 @pytest.fixture(params=BACKENDS)

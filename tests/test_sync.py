@@ -48,16 +48,6 @@ sync_factory: Callable[..., dmem_conformance.StoreFactory] = importlib.import_mo
 T = TypeVar("T")
 
 REDIS_SERVER = ["redis-server", "--port", "{port}", "--bind", "127.0.0.1", "--save", ""]
-redis_server = testkit.server_fixture([*REDIS_SERVER, "--appendonly", "no"], name="redis_server")
-
-
-@pytest.fixture(scope="session")
-def redis_url(request: pytest.FixtureRequest) -> str:
-    url = os.environ.get("DMEM_TEST_REDIS_URL")
-    if url:
-        return url
-    server: testkit.ServerProcess = request.getfixturevalue("redis_server")
-    return f"redis://127.0.0.1:{server.port}/0"
 
 
 # --- the conformance suite through the sync API -------------------------------------------
