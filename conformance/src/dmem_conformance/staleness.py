@@ -37,9 +37,15 @@ def analyse(
     """(staleness of each write in seconds, the reads that broke "never older than i once
     write i returned + allowance").
 
-    ``returned[i - 1]``: when A's ``set(n, i)`` returned; ``reads``: B's ``[start, end,
-    value]`` rows (value changes only: the reads between two rows returned the first row's
-    value).
+    ``returned[i - 1]``: when A's ``set(n, i)`` returned; ``reads``: B's rows, one per run of
+    reads that returned one value: ``[start, end, value]`` (the run's first read; the run
+    lasts until the next row's start) or ``[start, end, value, last_start]`` (with the start
+    of the run's last read, which a reader that records it gives).
+
+    Staleness of write i: from the moment its ``set`` returned until the start of B's first
+    read from which on every read returned a value >= i (0 if that read started before the
+    write returned). The read's start, not its end: a read that misses the cache waits for
+    the backend, and that wait is the backend's latency, not staleness.
     """
     values = [-1 if row[2] is None else row[2] for row in reads]
     floor = values[:]  # floor[r]: the smallest value read from row r on
@@ -55,16 +61,17 @@ def analyse(
             continue
         staleness.append(max(0.0, reads[j][0] - done))
     broken: list[str] = []
-    # Row r's value was returned by every read that started from row r's start until row
-    # r+1's start: the newest write that had returned (+ allowance) before that run ended
-    # must not be newer than the run's value.
-    for r, (start, _end, value) in enumerate(reads):
-        run_end = reads[r + 1][0] if r + 1 < len(reads) else reads[r][1]
+    # Row r's value was returned by every read of its run: the newest write that had
+    # returned (+ allowance) before the run's last read started must not be newer.
+    for r, row in enumerate(reads):
+        start, end, value = row[0], row[1], row[2]
+        last_start = reads[r + 1][0] if r + 1 < len(reads) else end
+        run_end = row[3] if len(row) > 3 else last_start
         newest = _newest_before(returned, run_end - allowance)
         if newest and (value is None or value < newest):
             broken.append(
-                f"value {value} read until {run_end - start:.4f} s after its run began, "
-                f"although write {newest} returned more than {allowance} s before"
+                f"value {value} read by a read started {run_end - start:.4f} s after its run "
+                f"began, although write {newest} returned more than {allowance} s before"
             )
     return staleness, broken
 

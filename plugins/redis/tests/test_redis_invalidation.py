@@ -22,7 +22,8 @@ from dmem._invalidation import InvalidationChannel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "sqlite" / "tests"))
 
-from pushed_stale_child import Recorder, analyse, run_pair
+from dmem_conformance.staleness import analyse
+from pushed_stale_child import Recorder, run_pair
 from redis_servers import RedisServer, SentinelSet
 
 

@@ -15,8 +15,9 @@ times from ``time.monotonic()``
 (CLOCK_MONOTONIC: one clock for every process of the machine).
 
 The test (process A) writes ``n = 1..N`` and records when each ``set`` returned; then
-:func:`analyse` gives the staleness of each write: from the moment its ``set`` returned until
-B started the first read from which on every read returned a value >= i (:func:`analyse`).
+``dmem_conformance.staleness.analyse`` (the one measure of every backend's staleness tests)
+gives the staleness of each write: from the moment its ``set`` returned until B started the
+first read from which on every read returned a value >= i.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from typing import Any
 
 import dmem
@@ -115,60 +116,6 @@ class Recorder:
             self.arrived.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.arrived.wait(), left)
-
-
-def analyse(
-    returned: Sequence[float], reads: Sequence[Sequence[Any]], allowance: float
-) -> tuple[list[float], list[str]]:
-    """(staleness of each write in seconds, reads that broke "never older than i once write
-    i returned + allowance").
-
-    ``returned[i - 1]``: when A's ``set(n, i)`` returned; ``reads``: B's rows [start, end,
-    value, last_start]: one per run of reads that returned one value (its first read's start
-    and end, the start of its last read).
-
-    Staleness of write i: from the moment its ``set`` returned until the start of B's first
-    read from which on every read returned a value >= i (0 if that read started before the
-    write returned). The read's start, not its end: a read that misses the cache waits for
-    the backend, and that wait is the backend's latency, not staleness.
-    """
-    values = [-1 if row[2] is None else row[2] for row in reads]
-    floor = values[:]  # floor[r]: the smallest value read from row r on
-    for r in range(len(floor) - 2, -1, -1):
-        floor[r] = min(floor[r], floor[r + 1])
-    staleness: list[float] = []
-    j = 0
-    for i, done in enumerate(returned, start=1):
-        while j < len(reads) and floor[j] < i:
-            j += 1
-        if j == len(reads):
-            staleness.append(float("inf"))
-            continue
-        staleness.append(max(0.0, reads[j][0] - done))
-    broken: list[str] = []
-    # Read rows hold runs of one value: row r's value was returned by every read that
-    # started from row r's start to its last_start. The newest write that had returned
-    # (+ allowance) before the run's last read started must not be newer than its value.
-    for start, _end, value, last_start in reads:
-        newest = _newest_before(returned, last_start - allowance)
-        if newest and (value is None or value < newest):
-            broken.append(
-                f"value {value} read by a read started {last_start - start:.4f} s after its "
-                f"run began, although write {newest} returned more than {allowance} s before"
-            )
-    return staleness, broken
-
-
-def _newest_before(returned: Sequence[float], moment: float) -> int:
-    """How many writes had returned before ``moment`` (returned is increasing)."""
-    lo, hi = 0, len(returned)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if returned[mid] < moment:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
 
 
 def run_pair(

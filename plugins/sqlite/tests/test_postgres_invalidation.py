@@ -16,8 +16,9 @@ from collections.abc import Iterator
 import dmem
 import pytest
 from dmem._invalidation import InvalidationChannel
+from dmem_conformance.staleness import analyse
 from pgserver import PostgresServer, PostgresUnavailable
-from pushed_stale_child import Recorder, analyse, run_pair
+from pushed_stale_child import Recorder, run_pair
 
 asyncpg = pytest.importorskip("asyncpg")
 
