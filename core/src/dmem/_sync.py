@@ -48,6 +48,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+S = TypeVar("S", bound="_OnLoop")
 
 _SCAN_CHUNK = 256  # entries a sync scan fetches per hop to the loop thread, at most
 # ... and about this many bytes of values (shallow sys.getsizeof: exact for str and bytes),
@@ -57,13 +58,40 @@ _SCAN_CHUNK_BYTES = 128 * 1024
 
 
 class _OnLoop:
-    """What the sync objects share: their loop thread and the fork check."""
+    """What the sync objects share: their loop thread, the fork check, and closing once
+    (by ``close()``, a ``with`` block's end, or the exit hook for what is still open)."""
 
     __slots__ = ("__weakref__", "_closed", "_thread")
 
     def __init__(self, thread: LoopThread) -> None:
         self._thread = thread
         self._closed = False
+
+    def _aclose(self) -> Coroutine[Any, Any, None]:
+        """The async twin's ``aclose()``."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Close it (and its share of the connection); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._run(self._aclose())
+
+    def _close_at_exit(self) -> Coroutine[Any, Any, None]:
+        self._closed = True
+        return self._aclose()
+
+    def __enter__(self: S) -> S:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         thread = self._thread
@@ -107,27 +135,8 @@ class SyncStore(_OnLoop):
         return url
 
     # --- lifecycle -----------------------------------------------------------------------
-    def close(self) -> None:
-        """Close the store (and its share of the connection); idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        self._run(self.store.aclose())
-
-    def _close_at_exit(self) -> Coroutine[Any, Any, None]:
-        self._closed = True
+    def _aclose(self) -> Coroutine[Any, Any, None]:
         return self.store.aclose()
-
-    def __enter__(self) -> SyncStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def with_namespace(self, namespace: str) -> SyncStore:
         """A store on ``namespace`` over this store's connection (close it too)."""
@@ -371,27 +380,9 @@ class SyncVectorStore(_OnLoop):
         namespace: str = self.store.namespace
         return namespace
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._run(self.store.aclose())
-
-    def _close_at_exit(self) -> Coroutine[Any, Any, None]:
-        self._closed = True
+    def _aclose(self) -> Coroutine[Any, Any, None]:
         closing: Coroutine[Any, Any, None] = self.store.aclose()
         return closing
-
-    def __enter__(self) -> SyncVectorStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def upsert(self, records: Iterable[Any]) -> int:
         written: int = self._run(self.store.upsert(records))
@@ -481,27 +472,12 @@ class SyncMemorySystem(_OnLoop):
     def health(self) -> dict[str, HealthStatus]:
         return self._run(self.system.health())
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    def _aclose(self) -> Coroutine[Any, Any, None]:
         for twin in (self._kv, self._vector):
             if twin is not None:
                 twin._closed = True  # closed with the system, not again at exit
-        self._run(self.system.aclose())
-
-    def _close_at_exit(self) -> Coroutine[Any, Any, None]:
-        self._closed = True
         return self.system.aclose()
 
     def __enter__(self) -> SyncMemorySystem:
         self.initialize()
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
