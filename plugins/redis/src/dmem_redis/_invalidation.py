@@ -106,9 +106,12 @@ class RedisInvalidation:
     async def close(self) -> None:
         self._closed = True
         task, self._task = self._task, None
-        if task is not None and not task.done():
+        # Cancel until it is done: on Python < 3.12, asyncio.wait_for drops a cancellation
+        # that arrives as its awaitable completes (a keep-alive answered at that moment), and
+        # one cancel would then leave the loop running, and close() waiting, for ever.
+        while task is not None and not task.done():
             task.cancel()
-            await asyncio.wait([task])
+            await asyncio.wait([task], timeout=0.1)
         self._up = False
 
     # --- the loop ----------------------------------------------------------------------------

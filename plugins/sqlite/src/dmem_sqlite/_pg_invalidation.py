@@ -160,9 +160,12 @@ class PostgresInvalidation:
     async def close(self) -> None:
         self._closed = True
         task, self._task = self._task, None
-        if task is not None and not task.done():
+        # Cancel until it is done: on Python < 3.12, asyncio.wait_for drops a cancellation
+        # that arrives as its awaitable completes (a keep-alive answered at that moment), and
+        # one cancel would then leave the loop running, and close() waiting, for ever.
+        while task is not None and not task.done():
             task.cancel()
-            await asyncio.wait([task])
+            await asyncio.wait([task], timeout=0.1)
         self._up = False
 
     async def _run(self) -> None:
@@ -203,10 +206,12 @@ class PostgresInvalidation:
             pause = min(_BACKOFF[1], pause * 2)
 
     async def _watch(self, conn: asyncpg.Connection, gone: asyncio.Event) -> None:
-        """Return... never: raises once the connection is gone or stops answering."""
-        while True:
+        """Raise once the connection is gone or stops answering; return once closed."""
+        while not self._closed:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(gone.wait(), _KEEPALIVE)
+            if self._closed:
+                return
             if gone.is_set() or conn.is_closed():
                 raise ConnectionResetError("the listening connection closed")
             await asyncio.wait_for(conn.execute("SELECT 1"), self._timeout)
