@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 import dmem
+from dmem import InvalidationChannel
 from dmem._derive import DerivedStore
 from dmem._health import HealthStatus
 from dmem_conformance import StoreFactory
@@ -75,12 +76,41 @@ class _ProviderProxy:
                 return sync._run(run())
 
             result = await _hop(call)
+            if isinstance(result, InvalidationChannel):
+                return _ChannelProxy(sync, result)
             return _ProviderProxy(sync, result) if _has_coroutines(result) else result
 
         return on_dmem_loop
 
     def __repr__(self) -> str:
         return f"<proxy of {self._target!r}>"
+
+
+class _ChannelProxy(_ProviderProxy):
+    """An invalidation channel's proxy, with the protocol's members spelled out: from Python
+    3.12, ``isinstance`` against a runtime-checkable protocol looks members up statically,
+    and does not see what ``__getattr__`` gives."""
+
+    @property
+    def mode(self) -> str:
+        channel: Any = self._target
+        mode: str = channel.mode
+        return mode
+
+    @property
+    def bound(self) -> float | None:
+        channel: Any = self._target
+        bound: float | None = channel.bound
+        return bound
+
+    @property
+    def up(self) -> bool:
+        channel: Any = self._target
+        up: bool = channel.up
+        return up
+
+    async def close(self) -> None:
+        await self.__getattr__("close")()
 
 
 def _has_coroutines(value: object) -> bool:
