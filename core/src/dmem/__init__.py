@@ -13,7 +13,7 @@ from ._cached import CachedFunction, cached
 from ._codec import decode, encode
 from ._coordination import Lock
 from ._health import HealthStatus, redact_url
-from ._invalidation import InvalidationChannel, InvalidationListener
+from ._invalidation import FollowingChannel, InvalidationChannel, InvalidationListener
 from ._loop_thread import run_sync
 from ._open import create_provider, default_url, open  # noqa: A004 - dmem.open is the API
 from ._options import ProviderOptions
@@ -80,6 +80,7 @@ __all__ = [
     "DmemError",
     "EmbedderSpec",
     "Entry",
+    "FollowingChannel",
     "HealthStatus",
     "InvalidArgumentError",
     "InvalidationChannel",

@@ -22,10 +22,12 @@ or ``None`` for push modes (delivery latency only); ``mode`` names it for ``heal
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Collection
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["InvalidationChannel", "InvalidationListener"]
+__all__ = ["FollowingChannel", "InvalidationChannel", "InvalidationListener"]
 
 
 class InvalidationListener(Protocol):
@@ -59,3 +61,116 @@ class InvalidationChannel(Protocol):
 
     async def close(self) -> None:
         """Stop listening and release the channel's connection or task; idempotent."""
+
+
+class FollowingChannel:
+    """Base of a channel that follows its backend from a task of its own, reconnecting.
+
+    A subclass gives ``mode`` and three steps: ``_attach()`` connects and subscribes (its
+    result is the session's handle), ``_follow(handle)`` delivers messages until the session
+    is lost (it raises) or the channel is closed (it returns), ``_detach(handle)`` lets the
+    session's connections go; ``_before_retry()`` runs between attempts and
+    ``_open_error(exc)`` turns the first attempt's failure into the error ``open()`` raises.
+    The base keeps up/down: ``channel_down()`` when a session ends, ``channel_up()`` when the
+    next one is attached, backoff between attempts (``BACKOFF``), and a ``close()`` that
+    always ends the task.
+    """
+
+    mode: str = "follow"
+    bound: float | None = None
+    BACKOFF = (0.05, 2.0)  # first and longest pause between reconnect attempts, seconds
+
+    def __init__(self, listener: InvalidationListener, log: logging.Logger) -> None:
+        self._listener = listener
+        self._log = log
+        self._up = False
+        self._closed = False
+        self._task: asyncio.Task[None] | None = None
+        self._opened: asyncio.Future[None] | None = None
+
+    @property
+    def up(self) -> bool:
+        return self._up
+
+    async def open(self) -> None:
+        """Start following; returns once the first session is attached, or raises
+        ``_open_error`` of the first attempt's failure."""
+        loop = asyncio.get_running_loop()
+        self._opened = loop.create_future()
+        self._task = loop.create_task(self._run())
+        try:
+            await asyncio.shield(self._opened)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        self._closed = True
+        task, self._task = self._task, None
+        # Cancel until it is done: on Python < 3.12, asyncio.wait_for drops a cancellation
+        # that arrives as its awaitable completes (a keep-alive answered at that moment), and
+        # one cancel would then leave the loop running, and close() waiting, for ever.
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait([task], timeout=0.1)
+        self._up = False
+
+    # --- the steps a subclass gives ----------------------------------------------------------
+    async def _attach(self) -> Any:
+        raise NotImplementedError
+
+    async def _follow(self, handle: Any) -> None:
+        raise NotImplementedError
+
+    async def _detach(self, handle: Any) -> None:
+        raise NotImplementedError
+
+    async def _before_retry(self) -> None:
+        """Between two attempts, after the pause (default: nothing)."""
+
+    def _open_error(self, exc: Exception) -> BaseException:
+        raise NotImplementedError
+
+    # --- the loop ----------------------------------------------------------------------------
+    async def _run(self) -> None:
+        pause = self.BACKOFF[0]
+        while not self._closed:
+            handle: Any = None
+            try:
+                handle = await self._attach()
+                pause = self.BACKOFF[0]
+                self._set_up()
+                await self._follow(handle)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - whatever it was, the channel is down
+                if self._opened is not None and not self._opened.done():
+                    self._opened.set_exception(self._open_error(exc))
+                    return
+                self._log.warning(
+                    "invalidation channel lost (%s); caches serve nothing until it is back",
+                    type(exc).__name__,
+                )
+            finally:
+                self._set_down()
+                if handle is not None:
+                    await self._detach(handle)
+            await asyncio.sleep(pause)
+            pause = min(self.BACKOFF[1], pause * 2)
+            await self._before_retry()
+
+    def _set_up(self) -> None:
+        if self._opened is not None and not self._opened.done():
+            self._up = True
+            self._opened.set_result(None)
+            return
+        if not self._up:
+            self._up = True
+            self._log.info("invalidation channel back")
+            self._listener.channel_up()
+
+    def _set_down(self) -> None:
+        if self._up:
+            self._up = False
+            if not self._closed:
+                self._listener.channel_down()

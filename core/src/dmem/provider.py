@@ -46,7 +46,8 @@ checks each one a provider has, and reports its clause as not run where one is m
     tagged ``name=value``, returns how many.
 
 * ``async open_invalidation(listener) -> InvalidationChannel`` (``dmem.InvalidationListener``,
-  ``dmem.InvalidationChannel``):
+  ``dmem.InvalidationChannel``; ``dmem.FollowingChannel`` is a base for one that follows the
+  backend from a task of its own, reconnecting with backoff, as Redis's and PostgreSQL's do):
   the channel through which writes made by any process reach a ``Cache`` on this
   namespace: ``listener.invalidate(keys)`` (``None``: any key) on the loop's thread within
   the channel's ``bound``, ``channel_down()``/``channel_up()`` around a time messages may

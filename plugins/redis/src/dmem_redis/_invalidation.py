@@ -30,8 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis.exceptions as rex
-from dmem import ProviderUnavailableError
-from dmem._invalidation import InvalidationListener
+from dmem import FollowingChannel, InvalidationListener, ProviderUnavailableError
 
 from ._client import map_error
 from ._config import RedisConfig
@@ -43,7 +42,6 @@ log = logging.getLogger("dmem.redis")
 
 _CHANNEL = b"__redis__:invalidate"
 _PING_EVERY = 1.0  # seconds of silence after which a connection is asked to answer a PING
-_BACKOFF = (0.05, 2.0)  # first and longest pause between reconnect attempts, seconds
 _TOPOLOGY_EVERY = 1.0  # how often a Cluster's primaries are compared with those followed
 _ERRORS = (rex.RedisError, OSError, asyncio.TimeoutError, ConnectionError)
 
@@ -57,11 +55,10 @@ class _Lost(Exception):
     """A connection stopped answering, or the Cluster's primaries changed."""
 
 
-class RedisInvalidation:
+class RedisInvalidation(FollowingChannel):
     """An open channel (see the module's docstring); made by ``RedisProvider``."""
 
     mode = "redis-tracking"
-    bound: float | None = None
 
     def __init__(
         self,
@@ -71,101 +68,38 @@ class RedisInvalidation:
         client: Any,
         cluster: bool,
     ) -> None:
-        self._listener = listener
+        super().__init__(listener, log)
         self._config = config
         self._layout = layout
         self._client = client
         self._cluster = cluster
         self._prefixes = [p.encode() for p in layout.value_prefixes]
-        self._up = False
-        self._closed = False
-        self._task: asyncio.Task[None] | None = None
-        self._opened: asyncio.Future[None] | None = None
         self._timeout = float(config.timeout)
 
     def __repr__(self) -> str:
         state = "up" if self._up else "down"
         return f"<RedisInvalidation {self._config.shown_url} {state}>"
 
-    @property
-    def up(self) -> bool:
-        return self._up
+    # --- the steps of FollowingChannel --------------------------------------------------------
+    async def _attach(self) -> list[Any]:
+        return await self._connect_all()
 
-    async def open(self) -> None:
-        """Start listening; returns once every connection tracks, or raises
-        ProviderUnavailableError (the first attempt's failure)."""
-        loop = asyncio.get_running_loop()
-        self._opened = loop.create_future()
-        self._task = loop.create_task(self._run())
-        try:
-            await asyncio.shield(self._opened)
-        except BaseException:
-            await self.close()
-            raise
+    async def _detach(self, connections: list[Any]) -> None:
+        for connection in connections:
+            with contextlib.suppress(Exception):
+                await connection.disconnect()
 
-    async def close(self) -> None:
-        self._closed = True
-        task, self._task = self._task, None
-        # Cancel until it is done: on Python < 3.12, asyncio.wait_for drops a cancellation
-        # that arrives as its awaitable completes (a keep-alive answered at that moment), and
-        # one cancel would then leave the loop running, and close() waiting, for ever.
-        while task is not None and not task.done():
-            task.cancel()
-            await asyncio.wait([task], timeout=0.1)
-        self._up = False
+    async def _before_retry(self) -> None:
+        if self._cluster:
+            # The node that went away may have been replaced: ask the cluster again.
+            with contextlib.suppress(*_ERRORS, rex.RedisClusterException):
+                await self._client.nodes_manager.initialize()
 
-    # --- the loop ----------------------------------------------------------------------------
-    async def _run(self) -> None:
-        pause = _BACKOFF[0]
-        while not self._closed:
-            connections: list[Any] = []
-            try:
-                connections = await self._connect_all()
-                pause = _BACKOFF[0]
-                self._set_up()
-                await self._follow(connections)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - whatever it was, the channel is down
-                if self._opened is not None and not self._opened.done():
-                    err = map_error(exc, self._config)
-                    self._opened.set_exception(
-                        err
-                        if isinstance(err, ProviderUnavailableError)
-                        else ProviderUnavailableError(f"invalidation channel: {err}")
-                    )
-                    return
-                log.warning(
-                    "invalidation channel lost (%s); caches serve nothing until it is back",
-                    type(exc).__name__,
-                )
-            finally:
-                self._set_down()
-                for connection in connections:
-                    with contextlib.suppress(Exception):
-                        await connection.disconnect()
-            await asyncio.sleep(pause)
-            pause = min(_BACKOFF[1], pause * 2)
-            if self._cluster:
-                # The node that went away may have been replaced: ask the cluster again.
-                with contextlib.suppress(*_ERRORS, rex.RedisClusterException):
-                    await self._client.nodes_manager.initialize()
-
-    def _set_up(self) -> None:
-        if self._opened is not None and not self._opened.done():
-            self._up = True
-            self._opened.set_result(None)
-            return
-        if not self._up:
-            self._up = True
-            log.info("invalidation channel back")
-            self._listener.channel_up()
-
-    def _set_down(self) -> None:
-        if self._up:
-            self._up = False
-            if not self._closed:
-                self._listener.channel_down()
+    def _open_error(self, exc: Exception) -> BaseException:
+        err = map_error(exc, self._config)
+        if isinstance(err, ProviderUnavailableError):
+            return err
+        return ProviderUnavailableError(f"invalidation channel: {err}")
 
     def _targets(self) -> list[Callable[[], Any]]:
         """How to make a connection of the channel's own to each server to follow."""

@@ -30,15 +30,13 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
-from dmem import DmemError, ProviderUnavailableError
-from dmem._invalidation import InvalidationListener
+from dmem import DmemError, FollowingChannel, InvalidationListener, ProviderUnavailableError
 
 __all__ = ["PostgresInvalidation", "channel_name", "install_sql"]
 
 log = logging.getLogger("dmem.postgresql")
 
 _KEEPALIVE = 1.0  # seconds between keep-alive queries on the listening connection
-_BACKOFF = (0.05, 2.0)  # first and longest pause between reconnect attempts, seconds
 _PAYLOAD_LIMIT = 7900  # NOTIFY's payload limit is 8000 bytes; a little margin
 
 
@@ -113,11 +111,10 @@ def _closed(gone: asyncio.Event, _conn: object) -> None:
     gone.set()
 
 
-class PostgresInvalidation:
+class PostgresInvalidation(FollowingChannel):
     """An open channel (see the module's docstring); made by ``PostgresProvider``."""
 
     mode = "postgres-notify"
-    bound: float | None = None
 
     def __init__(
         self,
@@ -128,82 +125,45 @@ class PostgresInvalidation:
         timeout: float,
         error: Callable[[BaseException], BaseException],
     ) -> None:
-        self._listener = listener
+        super().__init__(listener, log)
         self._connect = connect
         self._table = table
         self._channel = channel_name(table)
         self._namespace = namespace
         self._timeout = timeout
         self._error = error
-        self._up = False
-        self._closed = False
-        self._task: asyncio.Task[None] | None = None
-        self._opened: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
         return f"<PostgresInvalidation {self._table} {'up' if self._up else 'down'}>"
 
-    @property
-    def up(self) -> bool:
-        return self._up
-
-    async def open(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._opened = loop.create_future()
-        self._task = loop.create_task(self._run())
+    # --- the steps of FollowingChannel --------------------------------------------------------
+    async def _attach(self) -> tuple[asyncpg.Connection, asyncio.Event]:
+        conn = await asyncio.wait_for(self._connect(), self._timeout)
         try:
-            await asyncio.shield(self._opened)
+            gone = asyncio.Event()
+            conn.add_termination_listener(functools.partial(_closed, gone))
+            # At every connect, not once: a restored or crashed database may have lost
+            # them (a crash loses the last commits with synchronous_commit=off).
+            await install(conn, self._table)
+            await conn.add_listener(self._channel, self._notified)
         except BaseException:
-            await self.close()
+            conn.terminate()
             raise
+        return conn, gone
 
-    async def close(self) -> None:
-        self._closed = True
-        task, self._task = self._task, None
-        # Cancel until it is done: on Python < 3.12, asyncio.wait_for drops a cancellation
-        # that arrives as its awaitable completes (a keep-alive answered at that moment), and
-        # one cancel would then leave the loop running, and close() waiting, for ever.
-        while task is not None and not task.done():
-            task.cancel()
-            await asyncio.wait([task], timeout=0.1)
-        self._up = False
+    async def _follow(self, session: tuple[asyncpg.Connection, asyncio.Event]) -> None:
+        await self._watch(*session)
 
-    async def _run(self) -> None:
-        pause = _BACKOFF[0]
-        while not self._closed:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = made = await asyncio.wait_for(self._connect(), self._timeout)
-                gone = asyncio.Event()
-                made.add_termination_listener(functools.partial(_closed, gone))
-                # At every connect, not once: a restored or crashed database may have lost
-                # them (a crash loses the last commits with synchronous_commit=off).
-                await install(made, self._table)
-                await made.add_listener(self._channel, self._notified)
-                pause = _BACKOFF[0]
-                self._set_up()
-                await self._watch(made, gone)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - whatever it was, the channel is down
-                if self._opened is not None and not self._opened.done():
-                    err = self._error(exc)
-                    if not isinstance(err, DmemError):  # never a raw exception to the caller
-                        err = ProviderUnavailableError(
-                            f"invalidation channel on table {self._table}: {type(exc).__name__}"
-                        )
-                    self._opened.set_exception(err)
-                    return
-                log.warning(
-                    "invalidation channel lost (%s); caches serve nothing until it is back",
-                    type(exc).__name__,
-                )
-            finally:
-                self._set_down()
-                if conn is not None:
-                    conn.terminate()
-            await asyncio.sleep(pause)
-            pause = min(_BACKOFF[1], pause * 2)
+    async def _detach(self, session: tuple[asyncpg.Connection, asyncio.Event]) -> None:
+        session[0].terminate()
+
+    def _open_error(self, exc: Exception) -> BaseException:
+        err = self._error(exc)
+        if not isinstance(err, DmemError):  # never a raw exception to the caller
+            err = ProviderUnavailableError(
+                f"invalidation channel on table {self._table}: {type(exc).__name__}"
+            )
+        return err
 
     async def _watch(self, conn: asyncpg.Connection, gone: asyncio.Event) -> None:
         """Raise once the connection is gone or stops answering; return once closed."""
@@ -215,22 +175,6 @@ class PostgresInvalidation:
             if gone.is_set() or conn.is_closed():
                 raise ConnectionResetError("the listening connection closed")
             await asyncio.wait_for(conn.execute("SELECT 1"), self._timeout)
-
-    def _set_up(self) -> None:
-        if self._opened is not None and not self._opened.done():
-            self._up = True
-            self._opened.set_result(None)
-            return
-        if not self._up:
-            self._up = True
-            log.info("invalidation channel back")
-            self._listener.channel_up()
-
-    def _set_down(self) -> None:
-        if self._up:
-            self._up = False
-            if not self._closed:
-                self._listener.channel_down()
 
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         if not self._up:
