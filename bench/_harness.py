@@ -16,11 +16,17 @@ targets (``--check``).
     bench = Bench("memory backend")
     await bench.compare("get", dmem_op, reference_op, reference="dict lookup", target=0.1)
     bench.report()
+
+For many callers on one loop (an agent server's hundreds of tasks), :func:`run_concurrent`
+times ``tasks`` tasks each awaiting ``calls_per_task`` calls, and
+:meth:`Bench.compare_concurrent` makes a row of it: the throughput ratio, with both sides'
+p99 call latency printed beside the table.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import gc
 import os
@@ -34,6 +40,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "Bench",
@@ -42,6 +49,7 @@ __all__ = [
     "parse_args",
     "postgres_url",
     "redis_url",
+    "run_concurrent",
     "start_redis_server",
 ]
 
@@ -59,6 +67,8 @@ class Row:
     target: float | None
     unit: str | None = None  # printed instead of ops/s or items/s (e.g. "MB/s")
     median_ratio: float | None = None  # dmem/reference of the median rounds
+    dmem_p99: float | None = None  # seconds, concurrent rows: p99 call latency (median round)
+    reference_p99: float | None = None
 
     @property
     def ratio(self) -> float:
@@ -79,6 +89,43 @@ async def _time_round(op: AsyncOp, ops: int) -> float:
         return time.perf_counter() - start
     finally:
         gc.enable()
+
+
+async def run_concurrent(
+    op: Callable[[int], Awaitable[Any]], *, tasks: int, calls_per_task: int
+) -> tuple[float, float]:
+    """Run ``tasks`` tasks on this loop, each awaiting ``op(i)`` ``calls_per_task`` times in
+    turn; return (calls per second over the whole run, p99 latency of one call in seconds).
+
+    ``i`` numbers the calls of the run, ``task * calls_per_task + call`` (0 to
+    ``tasks * calls_per_task - 1``), for an op that picks its key from it. The tasks start
+    together (each waits for a common start), so the clock covers only the calls.
+    """
+    latencies: list[float] = []
+    record = latencies.append
+    clock = time.perf_counter
+    go = asyncio.Event()
+
+    async def worker(task: int) -> None:
+        await go.wait()
+        base = task * calls_per_task
+        for call in range(calls_per_task):
+            started = clock()
+            await op(base + call)
+            record(clock() - started)
+
+    workers = [asyncio.create_task(worker(task)) for task in range(tasks)]
+    await asyncio.sleep(0)  # every worker is now waiting for the start
+    gc.disable()
+    try:
+        start = clock()
+        go.set()
+        await asyncio.gather(*workers)
+        elapsed = clock() - start
+    finally:
+        gc.enable()
+    p99 = statistics.quantiles(latencies, n=100)[98] if len(latencies) > 1 else latencies[0]
+    return len(latencies) / elapsed, p99
 
 
 class Bench:
@@ -130,6 +177,62 @@ class Bench:
         self.rows.append(row)
         return row
 
+    async def compare_concurrent(
+        self,
+        name: str,
+        dmem_op: Callable[[int], Awaitable[Any]],
+        reference_op: Callable[[int], Awaitable[Any]],
+        *,
+        reference: str,
+        tasks: int = 200,
+        calls_per_task: int = 25,
+        target: float | None = None,
+    ) -> Row:
+        """Time both ops under :func:`run_concurrent` (``tasks`` tasks, ``calls_per_task``
+        calls each, a round) in interleaved rounds and add a row.
+
+        The ratio is of the best rounds' throughput (the median rounds' beside it, as in
+        :meth:`compare`); each side's p99 call latency is the median over its rounds, printed
+        now and under the table. ``target`` is the minimum throughput ratio promised.
+        """
+        warmup_calls = max(1, calls_per_task // 5)
+        await run_concurrent(dmem_op, tasks=tasks, calls_per_task=warmup_calls)
+        await run_concurrent(reference_op, tasks=tasks, calls_per_task=warmup_calls)
+        dmem_rounds: list[tuple[float, float]] = []
+        ref_rounds: list[tuple[float, float]] = []
+        start = time.perf_counter()
+        while len(dmem_rounds) < self.rounds or (
+            time.perf_counter() - start < self.min_seconds and len(dmem_rounds) < _MAX_ROUNDS
+        ):
+            dmem_rounds.append(
+                await run_concurrent(dmem_op, tasks=tasks, calls_per_task=calls_per_task)
+            )
+            ref_rounds.append(
+                await run_concurrent(reference_op, tasks=tasks, calls_per_task=calls_per_task)
+            )
+        dmem_rates = [rate for rate, _ in dmem_rounds]
+        ref_rates = [rate for rate, _ in ref_rounds]
+        dmem_p99 = statistics.median(p99 for _, p99 in dmem_rounds)
+        ref_p99 = statistics.median(p99 for _, p99 in ref_rounds)
+        row = Row(
+            name,
+            reference,
+            max(dmem_rates),
+            max(ref_rates),
+            1,
+            target,
+            median_ratio=statistics.median(dmem_rates) / statistics.median(ref_rates),
+            dmem_p99=dmem_p99,
+            reference_p99=ref_p99,
+        )
+        print(
+            f"{name}: p99 latency dmem {dmem_p99 * 1e3:.2f} ms, "
+            f"{reference} {ref_p99 * 1e3:.2f} ms "
+            f"({tasks} tasks x {calls_per_task} calls, {len(dmem_rounds)} rounds)"
+        )
+        self.rows.append(row)
+        return row
+
     def add(self, row: Row) -> None:
         """Add a row measured some other way (e.g. throughput in MB/s)."""
         self.rows.append(row)
@@ -151,6 +254,12 @@ class Bench:
                 f"{row.reference_ops:,.0f} {unit} | {row.ratio:.2f}x | {target} | {met} | "
                 f"{median} |"
             )
+        for row in self.rows:
+            if row.dmem_p99 is not None and row.reference_p99 is not None:
+                print(
+                    f"\n{row.name}: p99 latency dmem {row.dmem_p99 * 1e3:.2f} ms, "
+                    f"{row.reference} {row.reference_p99 * 1e3:.2f} ms"
+                )
         return ok
 
 
