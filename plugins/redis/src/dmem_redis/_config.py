@@ -78,6 +78,7 @@ class RedisConfig:
     client_name: str | None = None
     max_value_bytes: int | None = None  # the option; None: the server's proto-max-bulk-len
     share_connection: bool = True  # False: a client (and pool) of the store's own
+    pipelining: bool = True  # concurrent callers' commands batched while busy (_pipelining)
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -276,6 +277,7 @@ _OPTIONS = _TEXT_OPTIONS | {
     "ssl_check_hostname",
     "max_value_bytes",
     "share_connection",
+    "pipelining",
 }
 
 
@@ -383,6 +385,7 @@ def parse_config(url: str, options: dict[str, Any]) -> RedisConfig:
     max_connections = opts.int("max_connections", 0, minimum=0)
     max_value_bytes = opts.max_value_bytes()
     share_connection = opts.bool("share_connection", True)
+    pipelining = opts.bool("pipelining", True)
 
     def timeouts(*, pool_wait: bool = False, sentinels: int = 0) -> dict[str, Any]:
         parts = split_timeout(
@@ -457,6 +460,7 @@ def parse_config(url: str, options: dict[str, Any]) -> RedisConfig:
         "client_name": client_name,
         "max_value_bytes": max_value_bytes,
         "share_connection": share_connection,
+        "pipelining": pipelining,
     }
     if cluster:
         buckets = opts.int("buckets", 64, minimum=1)

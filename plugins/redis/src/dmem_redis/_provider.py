@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -24,6 +23,7 @@ from dmem import (
     refuse_large_values,
 )
 from dmem._invalidation import InvalidationChannel, InvalidationListener
+from dmem.coalescing import Coalescer
 from dmem.provider import Entry
 from dmem.sharing import Lease
 
@@ -32,6 +32,7 @@ from ._client import execute_once, log, map_error
 from ._config import RedisConfig
 from ._invalidation import RedisInvalidation
 from ._layout import Layout, tag_suffix
+from ._pipelining import Command
 from ._scripts import (
     DELETE,
     EXPIRE,
@@ -88,6 +89,8 @@ class RedisProvider:
         self._lease: Lease[SharedClient] | None = None
         self._client: Any = None
         self._sentinel: Any = None
+        # The shared client's batcher of concurrent commands; None: pipelining=false.
+        self._coalescer: Coalescer[Command, Any] | None = None
         # Standalone and Sentinel: every set_many/delete_many is one script on one server.
         # Cluster: one script per bucket, so a batch is atomic per bucket only.
         self.atomic_batches = not self._cluster
@@ -151,6 +154,7 @@ class RedisProvider:
             limit if limit is not None else shared.server_limit or _DEFAULT_BULK_LIMIT
         )
         self._lease, self._client, self._sentinel = lease, shared.client, shared.sentinel
+        self._coalescer = None if shared.pipeliner is None else shared.pipeliner.coalescer
         self._next_sweep = time.monotonic() + _SWEEP_EVERY
 
     def with_namespace(self, namespace: str) -> RedisProvider:
@@ -166,7 +170,7 @@ class RedisProvider:
 
     async def aclose(self) -> None:
         lease, self._lease = self._lease, None
-        self._client = self._sentinel = None
+        self._client = self._sentinel = self._coalescer = None
         if lease is not None:
             await lease.release()  # the last store closes the client and its connections
 
@@ -191,20 +195,33 @@ class RedisProvider:
         bucket = self._layout.bucket(key)
         return self._layout.prefixes[bucket], self._layout.value_prefixes[bucket] + key
 
+    async def _command(self, args: tuple[Any, ...], script: Script | None = None) -> Any:
+        """Send one command that may be re-sent after a lost reply: alone while the client
+        has a free slot, else in the next batch of concurrent callers' (``_pipelining``)."""
+        coalescer = self._coalescer
+        if coalescer is not None and not coalescer.take():
+            return await coalescer.submit((args, script, asyncio.get_running_loop().time()))
+        try:
+            return await self._client.execute_command(*args)
+        finally:
+            if coalescer is not None:
+                coalescer.give()
+
     async def _eval(
         self, script: Script, keys: Sequence[str], args: Sequence[Any], *, once: bool = False
     ) -> Any:
         """Run a script; ``once``: never re-sent after a lost reply (see ``execute_once``)."""
-        execute = (
-            functools.partial(execute_once, self._client)
-            if once
-            else (self._client.execute_command)
-        )
+        if not once:
+            call = ("EVALSHA", script.sha, len(keys), *keys, *args)
+            try:
+                return await self._command(call, script)
+            except rex.NoScriptError:
+                # First use on this server (or it restarted / failed over): EVAL caches it.
+                return await self._command(("EVAL", script.source, *call[2:]))
         try:
-            return await execute("EVALSHA", script.sha, len(keys), *keys, *args)
+            return await execute_once(self._client, "EVALSHA", script.sha, len(keys), *keys, *args)
         except rex.NoScriptError:
-            # First use on this server (or it restarted / failed over): EVAL caches it.
-            return await execute("EVAL", script.source, len(keys), *keys, *args)
+            return await execute_once(self._client, "EVAL", script.source, len(keys), *keys, *args)
 
     async def _eval_many(
         self, calls: Sequence[tuple[Script, Sequence[str], Sequence[Any]]], *, once: bool = False
@@ -257,8 +274,19 @@ class RedisProvider:
     # --- reads -----------------------------------------------------------------------------
     async def get(self, key: str) -> bytes | None:
         vk = self._vprefix + key if not self._cluster else self._layout.value_key(key)
+        coalescer = self._coalescer
+        value: bytes | None
         try:
-            value: bytes | None = await self._client.execute_command("GET", vk)
+            # _command spelled out: one coroutine frame less on the most frequent call.
+            if coalescer is not None and not coalescer.take():
+                queued_at = asyncio.get_running_loop().time()
+                value = await coalescer.submit((("GET", vk), None, queued_at))
+            else:
+                try:
+                    value = await self._client.execute_command("GET", vk)
+                finally:
+                    if coalescer is not None:
+                        coalescer.give()
         except _ERRORS as exc:
             raise self._error(exc) from exc
         return value
@@ -286,14 +314,14 @@ class RedisProvider:
     async def exists(self, key: str) -> bool:
         vk = self._vprefix + key if not self._cluster else self._layout.value_key(key)
         try:
-            return bool(await self._client.execute_command("EXISTS", vk))
+            return bool(await self._command(("EXISTS", vk)))
         except _ERRORS as exc:
             raise self._error(exc) from exc
 
     async def ttl(self, key: str) -> float | None:
         vk = self._vprefix + key if not self._cluster else self._layout.value_key(key)
         try:
-            pttl = await self._client.execute_command("PTTL", vk)
+            pttl = await self._command(("PTTL", vk))
         except _ERRORS as exc:
             raise self._error(exc) from exc
         if pttl == -2:

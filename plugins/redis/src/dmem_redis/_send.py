@@ -33,7 +33,9 @@ else:  # pragma: no cover - not the project's Python
         timeout as _timeout,
     )
 
-__all__ = ["InlineSendTimeout"]
+__all__ = ["InlineSendTimeout", "timeout_after"]
+
+timeout_after = _timeout  # asyncio.timeout where redis-py uses it, else async_timeout's
 
 
 class InlineSendTimeout:

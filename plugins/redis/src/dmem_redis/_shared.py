@@ -20,6 +20,7 @@ from dmem.sharing import Lease, SharedConnections
 
 from ._client import build_client, close_quietly
 from ._config import RedisConfig
+from ._pipelining import Pipeliner
 
 __all__ = ["SharedClient", "open_client"]
 
@@ -58,6 +59,8 @@ def open_client(config: RedisConfig) -> Lease[SharedClient]:
 
 
 async def _close(shared: SharedClient) -> None:
+    if shared.pipeliner is not None:
+        await shared.pipeliner.coalescer.aclose()  # batches in flight end first
     await close_quietly(shared.client, shared.sentinel)
 
 
@@ -66,5 +69,6 @@ class SharedClient:
 
     def __init__(self, config: RedisConfig) -> None:
         self.client, self.sentinel = build_client(config)
+        self.pipeliner = Pipeliner(self.client, config) if config.pipelining else None
         self.prepared = False  # scripts loaded and server_limit read
         self.server_limit: int | None = None  # proto-max-bulk-len, None where not readable
