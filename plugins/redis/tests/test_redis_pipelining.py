@@ -18,6 +18,7 @@ import dmem
 import pytest
 import redis.asyncio as aioredis
 from dmem.coalescing import Coalescer
+from dmem_redis._scripts import SET_PLAIN
 from redis_servers import RedisServer
 
 TASKS = 200
@@ -238,5 +239,42 @@ async def test_cluster_batches_per_node(redis_cluster_url: str) -> None:
         assert coalescer.batches > batches
         await asyncio.gather(*(store.delete(f"c{i}") for i in range(TASKS)))
         assert await store.keys() == []
+    finally:
+        await store.aclose()
+
+
+async def test_a_batch_keeps_the_order_of_its_commands(redis_url: str) -> None:
+    """Within one batch, merged runs (GETs as one MGET, plain sets of one ttl as one
+    set_many_plain) and the commands between them run in arrival order."""
+    store = await dmem.open(redis_url, namespace="pipe-order")
+    try:
+        await store.clear()
+        await store.set("dup", "tagged", tags={"t": "v"})
+        provider = store.provider
+        prefix, vk = provider._where("dup")  # type: ignore[attr-defined]
+        pipeliner = provider._lease.value.pipeliner  # type: ignore[attr-defined]
+        now = asyncio.get_running_loop().time()
+
+        def plain_set(value: bytes, ttl: int | str = "") -> Any:
+            return (("EVALSHA", SET_PLAIN.sha, 1, vk, prefix, ttl, value), SET_PLAIN, now)
+
+        get = (("GET", vk), None, now)
+        outcomes = await pipeliner._run(
+            [
+                plain_set(b'"1"'),
+                plain_set(b'"2"'),
+                get,
+                get,
+                plain_set(b'"3"', 60_000),  # another ttl: a run of its own
+                plain_set(b'"4"', 60_000),
+                get,
+                plain_set(b'"5"'),
+            ]
+        )
+        assert outcomes == [1, 1, b'"2"', b'"2"', 1, 1, b'"4"', 1]
+        assert await store.get("dup") == "5"
+        assert await store.ttl("dup") is None  # the last set had none
+        assert await store.get_tags("dup") == {}  # a plain set drops the old tags
+        assert await store.find_by_tag("t", "v") == []
     finally:
         await store.aclose()
