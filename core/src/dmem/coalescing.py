@@ -39,6 +39,8 @@ import collections
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from .errors import InvalidArgumentError
+
 __all__ = ["Coalescer"]
 
 T = TypeVar("T")
@@ -57,7 +59,7 @@ class Coalescer(Generic[T, R]):
         self, run_batch: BatchRunner[T, R], *, slots: int = 1, max_batch: int = 1024
     ) -> None:
         if slots < 1 or max_batch < 1:
-            raise ValueError("slots and max_batch must be at least 1")
+            raise InvalidArgumentError("Coalescer: slots and max_batch must be at least 1")
         self._run_batch = run_batch
         self._free = slots
         self._max_batch = max_batch
