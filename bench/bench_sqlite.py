@@ -10,7 +10,12 @@ References, written the way people usually write them:
   get, ``engine.begin()`` + ``execute`` for set;
 * sync sqlite3 ``executemany`` + ``commit`` for set_many of 1,000 (values pre-encoded:
   the reference does no serialization work at all, dmem encodes every value);
-* raw asyncpg on one connection: ``fetchrow`` for get, ``execute`` of an upsert for set.
+* raw asyncpg on one connection: ``fetchrow`` for get, ``execute`` of an upsert for set;
+* "get x200 concurrent": 200 tasks on one loop each doing gets (``Bench.compare_concurrent``)
+  against raw asyncpg's ``asyncpg.create_pool`` of the same size as the store's pool
+  (``pool_size``, 10), ``pool.fetchrow`` per get; the store pipelines the gets that arrive
+  while its connections are busy (option ``pipelining``, on by default). Its p99 latency
+  is printed beside the table.
 
 Every SQLite reference uses a file of its own with the same pragmas as the dmem store
 (WAL, same ``synchronous``), so each commit costs the same fsync. PostgreSQL: a throwaway
@@ -26,6 +31,7 @@ import sqlite3
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 import dmem
@@ -217,11 +223,48 @@ async def bench_postgres(args: argparse.Namespace, url: str) -> Bench:
 
     await bench.compare("get", dmem_get, raw_get, reference="raw asyncpg", ops=ops, target=0.7)
     await bench.compare("set", dmem_set, raw_set, reference="raw asyncpg", ops=ops, target=0.7)
+    await _concurrent_gets(bench, kv, url, conn, quick=args.quick)
     await kv.clear()
     await kv.aclose()
     await conn.execute("DROP TABLE raw_bench")
     await conn.close()
     return bench
+
+
+async def _concurrent_gets(
+    bench: Bench, kv: dmem.Store, url: str, conn: Any, *, quick: bool
+) -> None:
+    """200 tasks doing gets on one loop: dmem (pool_size connections, pipelining) against an
+    asyncpg pool of as many connections."""
+    import asyncpg
+
+    keys = 1000
+    await kv.set_many({f"user:{i}": VALUE for i in range(keys)})
+    await conn.executemany(
+        "INSERT INTO raw_bench (key, value) VALUES ($1, $2) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [(f"user:{i}", ENCODED) for i in range(keys)],
+    )
+    size = kv.provider._config.pool_size  # type: ignore[attr-defined]
+    pool = await asyncpg.create_pool(url, min_size=size, max_size=size)
+    get_sql = "SELECT value FROM raw_bench WHERE key = $1"
+
+    async def dmem_get(i: int) -> object:
+        return await kv.get(f"user:{i % keys}")
+
+    async def raw_get(i: int) -> object:
+        return await pool.fetchrow(get_sql, f"user:{i % keys}")
+
+    await bench.compare_concurrent(
+        "get x200 concurrent",
+        dmem_get,
+        raw_get,
+        reference=f"raw asyncpg pool of {size}",
+        tasks=200,
+        calls_per_task=5 if quick else 25,
+        target=2.0,
+    )
+    await pool.close()
 
 
 def main() -> int:

@@ -12,12 +12,14 @@ import itertools
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Integer,
     LargeBinary,
     Text,
     and_,
     any_,
     bindparam,
+    case,
     delete,
     func,
     not_,
@@ -74,6 +76,31 @@ class PostgresStatements:
                 kv.namespace == ns, kv.key == any_(bindparam("keys", type_=ARRAY(Text))), live
             ),
             ("ns", "keys", "now"),
+        )
+        # The reads of many callers at once (automatic pipelining, ``_pgbatch``): one row per
+        # live (namespace, key, want) asked for, the value only where ``want`` (get and
+        # get_entry; exists asks for none). Each asked-for row is found through the primary
+        # key (a nested loop over the unnest), as get's own statement finds it.
+        asked = (
+            func.unnest(
+                bindparam("nss", type_=ARRAY(Text)),
+                bindparam("keys", type_=ARRAY(Text)),
+                bindparam("wants", type_=ARRAY(Boolean)),
+            )
+            .table_valued("ns", "k", "want")
+            .render_derived(name="asked")
+        )
+        self.read_batch = c(
+            select(
+                asked.c.ns,
+                asked.c.k,
+                asked.c.want,
+                case((asked.c.want, kv.value)),
+                kv.expires_at,
+            )
+            .select_from(asked.join(t.kv, and_(kv.namespace == asked.c.ns, kv.key == asked.c.k)))
+            .where(live),
+            ("nss", "keys", "wants", "now"),
         )
 
         # --- writes: tags rewritten in the same statement ---

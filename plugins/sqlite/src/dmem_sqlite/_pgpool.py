@@ -101,10 +101,14 @@ class ConnectionPool:
         """A connection for one call; its deadline runs until :meth:`release`."""
         return self.acquire_idle() or await self.acquire_new()
 
-    async def acquire_new(self) -> asyncpg.Connection:
+    async def acquire_new(self, timeout: float | None = None) -> asyncpg.Connection:
         """A connection opened for this call, or the next one released: for when
-        :meth:`acquire_idle` found none idle. Its deadline runs until :meth:`release`."""
-        conn = await (self._open(self._timeout) if self._count < self._size else self._wait())
+        :meth:`acquire_idle` found none idle. Its deadline runs until :meth:`release`.
+
+        ``timeout``: the longest wait (the pool's ``timeout`` when None), for a caller that
+        has waited already (a batch of calls queued behind busy ones)."""
+        wait = self._timeout if timeout is None else timeout
+        conn = await (self._open(wait) if self._count < self._size else self._wait(wait))
         self._lend(conn)
         return conn
 
@@ -186,14 +190,14 @@ class ConnectionPool:
             raise asyncio.TimeoutError(f"no connection within timeout={timeout:g} s")
         return task.result()
 
-    async def _wait(self) -> asyncpg.Connection:
-        deadline = time.monotonic() + self._timeout
+    async def _wait(self, timeout: float) -> asyncpg.Connection:
+        deadline = time.monotonic() + timeout
         future: asyncio.Future[asyncpg.Connection | None] = (
             asyncio.get_running_loop().create_future()
         )
         self._waiters.append(future)
         try:
-            conn = await asyncio.wait_for(future, self._timeout)
+            conn = await asyncio.wait_for(future, timeout)
         except BaseException:
             if future.done() and not future.cancelled() and future.result() is not None:
                 self.release(future.result())  # handed over just as we gave up

@@ -21,6 +21,7 @@ from dmem.sharing import Lease, SharedConnections
 
 from ._common import PURGE_BATCH, now_ms
 from ._config import PostgresConfig
+from ._pgbatch import ReadBatcher
 from ._pgpool import ConnectionPool
 
 __all__ = ["Purger", "Server", "open_server"]
@@ -41,7 +42,8 @@ def _key(config: PostgresConfig, connect_kwargs: dict[str, Any]) -> Hashable | N
         (name, tuple(value) if isinstance(value, list) else value)
         for name, value in sorted(connect_kwargs.items())
     )
-    return (target, config.timeout, config.command_timeout, config.pool_size)
+    # pipelining too: the stores on one pool share its batched reads (_pgbatch), or none.
+    return (target, config.timeout, config.command_timeout, config.pool_size, config.pipelining)
 
 
 def open_server(config: PostgresConfig) -> Lease[Server]:
@@ -68,6 +70,18 @@ class Server:
             command_timeout=config.command_timeout,
         )
         self._purgers: dict[str, Purger] = {}
+        self._pipelining = config.pipelining
+        self._command_timeout = config.command_timeout
+        # Batched reads: at most 4 calls or batches at once (never more than the pool's
+        # connections, so a call that takes a slot finds a connection without queuing in
+        # the pool). Measured (bench_sqlite "get x200 concurrent", local server, pool_size
+        # 10, two cores): slots 1/2/3/4/5/10 gave ~140k/159k/149k/144k/126k/125-134k gets/s
+        # and p99 1.5 ms at 2 vs 3.1 ms at 10. The loop's Python (~50-70 µs a statement,
+        # whatever its size) is the limit, so fewer, bigger batches go faster; 4 rather
+        # than 2 keeps a few statements in flight over a real network, where round trips,
+        # not the client, bound a handful of concurrent callers.
+        self._slots = min(config.pool_size, 4)
+        self._readers: dict[str, ReadBatcher] = {}
 
     async def connect(self) -> asyncpg.Connection:
         """A connection outside the pool (an invalidation channel's), the pool's settings."""
@@ -84,7 +98,26 @@ class Server:
             purger = self._purgers[table] = Purger(self.pool, purge_sql, self.display)
         return purger
 
+    def reader(self, table: str, sql: str, where: str) -> ReadBatcher | None:
+        """The batched reads of the stores on ``table`` (``sql``: its ``read_batch``
+        statement); None with ``pipelining=false``."""
+        if not self._pipelining:
+            return None
+        reader = self._readers.get(table)
+        if reader is None:
+            reader = self._readers[table] = ReadBatcher(
+                self.pool,
+                sql,
+                slots=self._slots,
+                where=where,
+                timeout=self._timeout,
+                command_timeout=self._command_timeout,
+            )
+        return reader
+
     async def close(self) -> None:
+        for reader in self._readers.values():
+            await reader.aclose()  # batches under way end (their callers get outcomes)
         for purger in self._purgers.values():
             await purger.stop()
         await self.pool.close()

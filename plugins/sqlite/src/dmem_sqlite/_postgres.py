@@ -47,6 +47,7 @@ from ._common import (
 from ._config import PostgresConfig
 from ._pg_invalidation import PostgresInvalidation
 from ._pg_sql import PostgresStatements
+from ._pgbatch import ReadBatcher, call_failure, lost, map_error
 from ._pgpool import ConnectionPool
 from ._pgshared import Purger, Server, open_server
 
@@ -60,16 +61,6 @@ _EXECUTE = asyncpg.Connection.execute
 _FETCH = asyncpg.Connection.fetch
 _FETCHROW = asyncpg.Connection.fetchrow
 _FETCHVAL = asyncpg.Connection.fetchval
-
-# Errors that mean "the server cannot be reached / the connection is gone".
-_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncio.TimeoutError,
-    asyncpg.exceptions.PostgresConnectionError,  # SQLSTATE class 08
-    asyncpg.exceptions.OperatorInterventionError,  # class 57: shutdown, cannot connect now
-    asyncpg.exceptions.InterfaceError,  # connection closed / pool closing
-)
 
 
 @lru_cache(maxsize=16)
@@ -93,6 +84,9 @@ class PostgresProvider:
         self._get_sql = self._sql.get.sql
         self._lease: Lease[Server] | None = None
         self._pool: ConnectionPool | None = None
+        # The batched reads shared with the pool's other stores on this table (None:
+        # pipelining=false, or not open); see _pgbatch.
+        self._reader: ReadBatcher | None = None
         self._purger: Purger | None = None
         self._timeout = config.timeout
         self._where = f"PostgreSQL {config.display} (table {config.table})"
@@ -101,22 +95,10 @@ class PostgresProvider:
         return f"<PostgresProvider {self._config.display} namespace={self.namespace!r}>"
 
     def _error(self, exc: BaseException) -> BaseException:
-        if isinstance(exc, DmemError):
-            return exc
-        if isinstance(exc, _UNAVAILABLE):
-            return self._lost(exc)
-        if isinstance(exc, asyncpg.PostgresError):
-            mapped = ProviderError(f"{self._where}: {type(exc).__name__}: {exc}")
-            mapped.__cause__ = exc
-            return mapped
-        return exc
+        return map_error(self._where, exc)
 
     def _lost(self, exc: BaseException) -> ProviderUnavailableError:
-        # asyncpg is given keyword arguments, never the URL, so its texts hold no password;
-        # the URL is shown redacted.
-        mapped = ProviderUnavailableError(f"{self._where}: {type(exc).__name__}: {exc}")
-        mapped.__cause__ = exc
-        return mapped
+        return lost(self._where, exc)
 
     # --- lifecycle -------------------------------------------------------------------------
     async def initialize(self) -> None:
@@ -144,6 +126,7 @@ class PostgresProvider:
         server = lease.value
         self._lease, self._pool = lease, server.pool
         self._purger = server.purger(self._config.table, self._sql.purge.sql)
+        self._reader = server.reader(self._config.table, self._sql.read_batch.sql, self._where)
 
     def with_namespace(self, namespace: str) -> PostgresProvider:
         """A provider on ``namespace`` (same server and table) sharing this one's pool; open
@@ -174,6 +157,7 @@ class PostgresProvider:
 
     async def aclose(self) -> None:
         lease, self._lease, self._pool, self._purger = self._lease, None, None, None
+        self._reader = None
         if lease is not None:
             await lease.release()  # the last store closes the pool (and stops the purge)
 
@@ -217,21 +201,10 @@ class PostgresProvider:
             healthy = True
             return result
         except Exception as exc:
-            if pool.overdue(conn):
-                raise ProviderUnavailableError(
-                    f"{self._where}: no answer within command_timeout="
-                    f"{self._config.command_timeout:g} s; the connection was closed"
-                ) from exc
-            if isinstance(exc, _UNAVAILABLE) or conn.is_closed():
-                # Whatever asyncpg raised, the connection went away under the call. With the
-                # server killed mid-workload, an idle connection handed out just as it went
-                # away failed its next call with InternalClientError ("cannot switch to
-                # state 12; another operation (2) is in progress"): a ProviderError before.
-                raise self._lost(exc) from exc
-            # A statement error leaves the connection usable; asyncpg's own protocol errors
-            # leave its state unknown.
-            healthy = not isinstance(exc, asyncpg.exceptions.InternalClientError)
-            raise self._error(exc) from exc
+            error, healthy = call_failure(
+                pool, conn, exc, self._where, self._config.command_timeout
+            )
+            raise error from exc
         finally:
             pool.release(conn, broken=not healthy)
 
@@ -255,33 +228,59 @@ class PostgresProvider:
             purger.after_write()
 
     # --- reads ---------------------------------------------------------------------------
+    # get, get_entry, exists and ttl: while a slot of the reader is free (fewer reads or
+    # batches than its slots, min(pool_size, 4), are running), the call's own statement at
+    # once; else the next batch carries it (_pgbatch), evaluated at the batch's now_ms().
     async def get(self, key: str) -> bytes | None:
-        # _fetchrow spelled out: one coroutine frame less on the most frequent call.
-        row = await self._call(_FETCHROW, self._get_sql, (self.namespace, key, now_ms()))
+        reader = self._reader
+        if reader is not None and not reader.take():
+            found = await reader.read(self.namespace, key, True)
+            return None if found is None else found[0]
+        try:
+            # _fetchrow spelled out: one coroutine frame less on the most frequent call.
+            row = await self._call(_FETCHROW, self._get_sql, (self.namespace, key, now_ms()))
+        finally:
+            if reader is not None:
+                reader.give()
         return None if row is None else bytes(row[0])
 
+    async def _read(self, key: str, want: bool) -> tuple[bytes | None, int | None, int] | None:
+        """(value when ``want``, expires_at, the now it was read at), or None if not live."""
+        reader = self._reader
+        if reader is not None and not reader.take():
+            return await reader.read(self.namespace, key, want)
+        try:
+            now = now_ms()
+            if want:
+                row = await self._fetchrow(self._sql.get.sql, self.namespace, key, now)
+                return None if row is None else (bytes(row[0]), row[1], now)
+            row = await self._fetchrow(self._sql.exists.sql, self.namespace, key, now)
+            return None if row is None else (None, row[0], now)
+        finally:
+            if reader is not None:
+                reader.give()
+
     async def get_entry(self, key: str) -> Entry | None:
-        now = now_ms()
-        row = await self._fetchrow(self._sql.get.sql, self.namespace, key, now)
-        if row is None:
+        found = await self._read(key, True)
+        if found is None:
             return None
-        expires_at = row[1]
-        return bytes(row[0]), None if expires_at is None else max(0, expires_at - now)
+        value, expires_at, now = found
+        assert value is not None
+        return value, None if expires_at is None else max(0, expires_at - now)
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
         rows = await self._fetch(self._sql.get_many.sql, self.namespace, list(keys), now_ms())
         return {row[0]: bytes(row[1]) for row in rows}
 
     async def exists(self, key: str) -> bool:
-        row = await self._fetchrow(self._sql.exists.sql, self.namespace, key, now_ms())
-        return row is not None
+        return await self._read(key, False) is not None
 
     async def ttl(self, key: str) -> float | None:
-        now = now_ms()
-        row = await self._fetchrow(self._sql.exists.sql, self.namespace, key, now)
-        if row is None:
+        found = await self._read(key, False)
+        if found is None:
             raise KeyNotFoundError(f"key {key!r} is not live")
-        return None if row[0] is None else max(0, row[0] - now) / 1000
+        _, expires_at, now = found
+        return None if expires_at is None else max(0, expires_at - now) / 1000
 
     # --- writes --------------------------------------------------------------------------
     async def _write(
