@@ -11,11 +11,11 @@ References, written the way people usually write them:
 * sync sqlite3 ``executemany`` + ``commit`` for set_many of 1,000 (values pre-encoded:
   the reference does no serialization work at all, dmem encodes every value);
 * raw asyncpg on one connection: ``fetchrow`` for get, ``execute`` of an upsert for set;
-* "get x200 concurrent": 200 tasks on one loop each doing gets (``Bench.compare_concurrent``)
-  against raw asyncpg's ``asyncpg.create_pool`` of the same size as the store's pool
-  (``pool_size``, 10), ``pool.fetchrow`` per get; the store pipelines the gets that arrive
-  while its connections are busy (option ``pipelining``, on by default). Its p99 latency
-  is printed beside the table.
+* "get x200 concurrent" / "set x200 concurrent": 200 tasks on one loop each doing gets
+  (sets) (``Bench.compare_concurrent``) against raw asyncpg's ``asyncpg.create_pool`` of the
+  same size as the store's pool (``pool_size``, 10), ``pool.fetchrow`` (``pool.execute`` of
+  the upsert) per call; the store pipelines the calls that arrive while its slots are busy
+  (option ``pipelining``, on by default). The p99 latencies are printed beside the table.
 
 Every SQLite reference uses a file of its own with the same pragmas as the dmem store
 (WAL, same ``synchronous``), so each commit costs the same fsync. PostgreSQL: a throwaway
@@ -223,7 +223,7 @@ async def bench_postgres(args: argparse.Namespace, url: str) -> Bench:
 
     await bench.compare("get", dmem_get, raw_get, reference="raw asyncpg", ops=ops, target=0.7)
     await bench.compare("set", dmem_set, raw_set, reference="raw asyncpg", ops=ops, target=0.7)
-    await _concurrent_gets(bench, kv, url, conn, quick=args.quick)
+    await _concurrent(bench, kv, url, conn, quick=args.quick)
     await kv.clear()
     await kv.aclose()
     await conn.execute("DROP TABLE raw_bench")
@@ -231,11 +231,9 @@ async def bench_postgres(args: argparse.Namespace, url: str) -> Bench:
     return bench
 
 
-async def _concurrent_gets(
-    bench: Bench, kv: dmem.Store, url: str, conn: Any, *, quick: bool
-) -> None:
-    """200 tasks doing gets on one loop: dmem (pool_size connections, pipelining) against an
-    asyncpg pool of as many connections."""
+async def _concurrent(bench: Bench, kv: dmem.Store, url: str, conn: Any, *, quick: bool) -> None:
+    """200 tasks doing gets, then sets, on one loop: dmem (pool_size connections, pipelining)
+    against an asyncpg pool of as many connections."""
     import asyncpg
 
     keys = 1000
@@ -263,6 +261,25 @@ async def _concurrent_gets(
         tasks=200,
         calls_per_task=5 if quick else 25,
         target=2.0,
+    )
+    upsert = (
+        "INSERT INTO raw_bench (key, value) VALUES ($1, $2) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+    )
+
+    async def dmem_set(i: int) -> object:
+        return await kv.set(f"user:{i % keys}", VALUE)
+
+    async def raw_set(i: int) -> object:
+        return await pool.execute(upsert, f"user:{i % keys}", ENCODED)
+
+    await bench.compare_concurrent(
+        "set x200 concurrent",
+        dmem_set,
+        raw_set,
+        reference=f"raw asyncpg pool of {size}",
+        tasks=200,
+        calls_per_task=5 if quick else 25,
     )
     await pool.close()
 

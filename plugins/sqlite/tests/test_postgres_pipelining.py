@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from typing import Any
 
 import dmem
@@ -27,10 +27,11 @@ TIMEOUT = 1.0
 BOUND = TIMEOUT + 1.0  # the slack is for a busy two-core machine, not for the client
 
 
-def _coalescer(kv: dmem.Store) -> Coalescer[Any, Any]:
-    reader = kv.provider._reader  # type: ignore[attr-defined]
-    assert reader is not None, "pipelining is on by default"
-    coalescer: Coalescer[Any, Any] = reader.coalescer
+def _coalescer(kv: dmem.Store, kind: str = "_reader") -> Coalescer[Any, Any]:
+    """The store's reads' coalescer (``kind="_writer"``: its plain sets')."""
+    batcher = getattr(kv.provider, kind)
+    assert batcher is not None, "pipelining is on by default"
+    coalescer: Coalescer[Any, Any] = batcher.coalescer
     return coalescer
 
 
@@ -111,6 +112,43 @@ async def test_200_concurrent_gets_each_get_their_own_value(postgres_url: str) -
             await b.clear()
 
 
+async def test_200_concurrent_plain_sets_each_write_their_row(postgres_url: str) -> None:
+    async with dmem.open(postgres_url, namespace="pipe-set", pool_size=4) as kv:
+        coalescer = _coalescer(kv, "_writer")
+        try:
+            # Tagged before: a plain set replaces the tags too (none left).
+            await kv.set_many({f"k{i}": "old" for i in range(0, 150, 3)}, tags={"t": "x"})
+            batches, items = coalescer.batches, coalescer.items
+            calls: list[tuple[str, Any, float | None]] = [
+                (f"k{i}", f"v{i}", 600 if i % 2 else None) for i in range(150)
+            ]
+            calls += [(f"short{i}", i, 0.2) for i in range(20)]
+            calls += [(f"k{i}", f"again{i}", None) for i in range(30)]  # a key set twice
+            results = await asyncio.gather(*(kv.set(k, v, ttl=t) for k, v, t in calls))
+            assert results == [True] * len(calls)
+            assert coalescer.batches > batches, "no batch formed"
+            assert coalescer.items - items > coalescer.batches - batches, "batches of one only"
+            print(
+                f"{len(calls)} sets: {coalescer.batches - batches} batches carrying "
+                f"{coalescer.items - items} of them"
+            )
+            values = await kv.get_many([f"k{i}" for i in range(150)])
+            for i in range(150):
+                # Two concurrent sets of one key: either may land last.
+                assert values[f"k{i}"] in ({f"v{i}", f"again{i}"} if i < 30 else {f"v{i}"}), i
+            assert await kv.find_by_tag("t", "x") == []
+            for i in range(30, 150):
+                ttl = await kv.ttl(f"k{i}")
+                assert (ttl is None) if i % 2 == 0 else (ttl is not None and 590 < ttl <= 600)
+            assert await kv.get_many([f"short{i}" for i in range(20)]) == {
+                f"short{i}": i for i in range(20)
+            }
+            await asyncio.sleep(0.3)
+            assert await kv.get_many([f"short{i}" for i in range(20)]) == {}
+        finally:
+            await kv.clear()
+
+
 async def test_a_cancelled_waiter_does_not_disturb_the_others(postgres_url: str) -> None:
     async with dmem.open(postgres_url, namespace="pipe-cancel", pool_size=4) as kv:
         coalescer = _coalescer(kv)
@@ -157,8 +195,12 @@ async def test_pipelining_false_never_batches(postgres_url: str) -> None:
         assert provider._pool is url.provider._pool  # type: ignore[attr-defined]
         assert provider._pool is not on.provider._pool  # type: ignore[attr-defined]
         coalescer = _coalescer(on)
+        writes = _coalescer(on, "_writer")
+        assert provider._writer is None
         try:
-            await off.set_many({f"k{i}": i for i in range(50)})
+            write_batches = writes.batches
+            assert await asyncio.gather(*(off.set(f"k{i}", i) for i in range(50))) == [True] * 50
+            assert writes.batches == write_batches
             batches = coalescer.batches
             keys = [f"k{i % 60}" for i in range(200)]
             got = await asyncio.gather(*(off.get(key) for key in keys))
@@ -226,24 +268,32 @@ async def test_a_stopped_server_fails_each_waiting_caller_within_timeout(
         await asyncio.gather(*(kv.get("k") for _ in range(8)))  # connections open
         batches = coalescer.batches
 
-        async def timed() -> tuple[Any, float]:
+        async def timed(call: Awaitable[Any]) -> tuple[Any, float]:
             start = time.monotonic()
             try:
-                return await asyncio.wait_for(kv.get("k"), 30), time.monotonic() - start
+                return await asyncio.wait_for(call, 30), time.monotonic() - start
             except Exception as exc:  # noqa: BLE001 - checked below
                 return exc, time.monotonic() - start
 
+        writes = _coalescer(kv, "_writer")
+        write_batches = writes.batches
         with server.paused():
-            outcomes = await asyncio.gather(*(timed() for _ in range(40)))
+            outcomes = await asyncio.gather(*(timed(kv.get("k")) for _ in range(40)))
+            outcomes += await asyncio.gather(*(timed(kv.set("k", i)) for i in range(40)))
         errors = _own_errors([result for result, _ in outcomes])
-        assert len(errors) == 40
+        assert len(errors) == 80
+        assert writes.batches > write_batches, "no batch of sets formed"
         slow = [seconds for _, seconds in outcomes if seconds > BOUND]
         assert not slow, f"calls took longer than timeout={TIMEOUT} s + slack: {slow}"
         assert coalescer.batches > batches, "no batch formed"
         # Running again: the same store, batches and all.
         batches = coalescer.batches
-        assert await asyncio.gather(*(kv.get("k") for _ in range(40))) == ["v"] * 40
+        assert await asyncio.gather(*(kv.get("k") for _ in range(40))) in (
+            ["v"] * 40,
+            *([i] * 40 for i in range(40)),  # a set cut off while stopped may land
+        )
         assert coalescer.batches > batches
+        assert await asyncio.gather(*(kv.set("k", i) for i in range(40))) == [True] * 40
     finally:
         server.resume()
         await kv.aclose()

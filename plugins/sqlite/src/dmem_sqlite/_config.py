@@ -14,9 +14,9 @@ option                    default    meaning
 ``command_timeout``       timeout    PostgreSQL: seconds a statement may run
 ``share_connection``      true       false: this store's own connection (SQLite: thread),
                                      not the one the process's stores on it share
-``pipelining``            true       PostgreSQL: reads that arrive while every connection
-                                     is busy go out together, as one statement (false:
-                                     each call its own statement)
+``pipelining``            true       PostgreSQL: reads and plain sets that arrive while
+                                     the pool is busy go out together, as one statement
+                                     (false: each call its own statement)
 ========================  =========  =======================================================
 """
 
@@ -86,7 +86,7 @@ class PostgresConfig:
     pool_size: int
     max_value_bytes: int | None = None  # larger encoded values: InvalidValueError
     share_connection: bool = True  # False: a pool of its own
-    pipelining: bool = True  # False: no coalesced reads (_pgbatch), each call on its own
+    pipelining: bool = True  # False: no coalesced reads or sets (_pgbatch), each call alone
 
     def connect_kwargs(self) -> dict[str, Any]:
         """host/port/user/password/database for ``asyncpg.connect`` (None: asyncpg's default)."""

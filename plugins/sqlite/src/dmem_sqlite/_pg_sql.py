@@ -189,6 +189,42 @@ class PostgresStatements:
         # (if_not_exists, single, tagged) -> statement
         self.writes = {shape: write(*shape) for shape in itertools.product((False, True), repeat=3)}
 
+        # Plain sets of many callers at once (automatic pipelining, ``_pgbatch``): rows of
+        # any namespace with an expiry each, no tags; like the plain write, a CTE upsert and
+        # a bare DELETE of the keys' old tag rows.
+        nss, keys = bindparam("nss", type_=ARRAY(Text)), bindparam("keys", type_=ARRAY(Text))
+        batch_rows = (
+            func.unnest(
+                nss,
+                keys,
+                bindparam("vals", type_=ARRAY(LargeBinary)),
+                bindparam("exps", type_=ARRAY(BigInteger)),
+            )
+            .table_valued("ns", "k", "v", "e")
+            .render_derived(name="rows")
+        )
+        batch_ins = insert(t.kv).from_select(
+            ["namespace", "key", "value", "expires_at", "tags"],
+            select(
+                batch_rows.c.ns, batch_rows.c.k, batch_rows.c.v, batch_rows.c.e, null()
+            ).select_from(batch_rows),
+        )
+        batch_upsert = batch_ins.on_conflict_do_update(
+            index_elements=[kv.namespace, kv.key],
+            set_={
+                "value": batch_ins.excluded.value,
+                "expires_at": batch_ins.excluded.expires_at,
+                "tags": batch_ins.excluded.tags,
+            },
+        )
+        retagged = func.unnest(nss, keys).table_valued("ns", "k").render_derived(name="gone")
+        self.write_batch = c(
+            delete(t.tags)
+            .where(tags.namespace == retagged.c.ns, tags.key == retagged.c.k)
+            .add_cte(batch_upsert.cte("written")),
+            ("nss", "keys", "vals", "exps"),
+        )
+
         # --- deletes ---
         gone = (
             delete(t.kv)

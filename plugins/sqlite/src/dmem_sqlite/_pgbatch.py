@@ -1,12 +1,14 @@
-"""Automatic pipelining of PostgreSQL reads, and the error mapping the provider shares.
+"""Automatic pipelining of PostgreSQL reads and plain sets, and the error mapping the
+provider shares.
 
-``get``, ``get_entry`` and ``exists`` of the stores on one pool and table share a
-:class:`ReadBatcher` (``dmem.coalescing.Coalescer``): while fewer than ``slots`` of their
-calls or batches run, a call runs its own single-row statement at once; calls that arrive
-while every slot is busy wait, and then go out together as ONE statement
-(``PostgresStatements.read_batch``: ``unnest`` of the asked-for namespaces, keys and
-whether the value is wanted, each row found through the primary key), each caller getting
-its own outcome. Nothing waits on a timer: a batch forms only from calls that would
+``get``, ``get_entry``, ``exists`` and ``ttl`` of the stores on one pool and table share a
+:class:`ReadBatcher`, their plain ``set`` calls a :class:`WriteBatcher` (each a
+``dmem.coalescing.Coalescer``): while fewer than ``slots`` of their calls or batches run, a
+call runs its own single-row statement at once; calls that arrive while every slot is busy
+wait, and then go out together as ONE statement (``PostgresStatements.read_batch``: an
+``unnest`` of the asked-for namespaces, keys and whether the value is wanted, each row found
+through the primary key; ``write_batch``: an upsert of the rows' ``unnest``), each caller
+getting its own outcome. Nothing waits on a timer: a batch forms only from calls that would
 otherwise have queued for a connection. On one loop with hundreds of tasks this trades
 hundreds of asyncpg round trips (each ~50-70 µs of client-side Python) for one.
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Generic, TypeVar
 
 import asyncpg
 from dmem import DmemError, ProviderError, ProviderUnavailableError
@@ -30,7 +33,7 @@ from dmem.coalescing import Coalescer
 from ._common import now_ms
 from ._pgpool import ConnectionPool
 
-__all__ = ["UNAVAILABLE", "ReadBatcher", "call_failure", "lost", "map_error"]
+__all__ = ["UNAVAILABLE", "ReadBatcher", "WriteBatcher", "call_failure", "lost", "map_error"]
 
 # Errors that mean "the server cannot be reached / the connection is gone".
 UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -108,12 +111,17 @@ Read = tuple[str, str, bool]
 # Its outcome: None for a key that is not live, else (value or None when not wanted,
 # expires_at, the batch's now_ms()).
 Found = tuple[bytes | None, int | None, int] | None
+# One plain set: (namespace, key, value, expires_at).
+Write = tuple[str, str, bytes, int | None]
+
+ItemT = TypeVar("ItemT")
+OutcomeT = TypeVar("OutcomeT")
 
 
-class ReadBatcher:
-    """The coalesced reads of the stores on one pool and one table (see the module
-    docstring); the provider calls :meth:`take`/:meth:`give` around a call of its own and
-    :meth:`read` when :meth:`take` says every slot is busy."""
+class _Batcher(Generic[ItemT, OutcomeT]):
+    """A coalescer of one kind of call on the stores of one pool and table; the provider
+    calls :attr:`take`/:attr:`give` around a call of its own and :meth:`_submit` when
+    :attr:`take` says every slot is busy."""
 
     def __init__(
         self,
@@ -130,19 +138,17 @@ class ReadBatcher:
         self._where = where
         self._timeout = timeout
         self._command_timeout = command_timeout
-        # Each item: the read and the monotonic time its caller's timeout runs out.
-        self.coalescer: Coalescer[tuple[Read, float], Found] = Coalescer(self._run, slots=slots)
+        # Each item: the call and the monotonic time its caller's timeout runs out.
+        self.coalescer: Coalescer[tuple[ItemT, float], OutcomeT] = Coalescer(self._run, slots=slots)
         self.take = self.coalescer.take
         self.give = self.coalescer.give
 
-    async def read(self, namespace: str, key: str, want: bool) -> Found:
-        """The outcome of one read, sent with the next batch."""
-        deadline = time.monotonic() + self._timeout
-        return await self.coalescer.submit(((namespace, key, want), deadline))
+    async def _submit(self, item: ItemT) -> OutcomeT:
+        return await self.coalescer.submit((item, time.monotonic() + self._timeout))
 
-    async def _run(self, items: list[tuple[Read, float]]) -> list[Found | BaseException]:
-        """One statement for the batch's reads; one outcome per item, in order."""
-        asked = list(dict.fromkeys(read for read, _ in items))  # a key asked twice: once
+    async def _run(self, items: list[tuple[ItemT, float]]) -> list[OutcomeT | BaseException]:
+        """One statement for the batch; one outcome per item, in order: each caller's own
+        error instance when it fails."""
         pool, where = self._pool, self._where
         # No longer than the earliest caller's timeout allows (as a call queued in the pool
         # waits at most timeout from its start).
@@ -153,29 +159,74 @@ class ReadBatcher:
             mapped = [map_error(where, exc) for _ in items]
             return [_own(error) if error is exc else error for error in mapped]
         healthy = False
-        now = now_ms()
         try:
-            rows = await conn.fetch(
-                self._sql,
-                [read[0] for read in asked],
-                [read[1] for read in asked],
-                [read[2] for read in asked],
-                now,
-            )
+            outcomes = await self._send(conn, [item for item, _ in items])
             healthy = True
+            return outcomes
         except Exception as exc:  # noqa: BLE001 - each caller raises its own mapped error
-            outcomes: list[Found | BaseException] = []
+            failed: list[OutcomeT | BaseException] = []
             for _ in items:
                 error, healthy = call_failure(pool, conn, exc, where, self._command_timeout)
-                outcomes.append(_own(error) if error is exc else error)
-            return outcomes
+                failed.append(_own(error) if error is exc else error)
+            return failed
         finally:
             pool.release(conn, broken=not healthy)
+
+    async def _send(
+        self, conn: asyncpg.Connection, items: list[ItemT]
+    ) -> list[OutcomeT | BaseException]:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        await self.coalescer.aclose()
+
+
+class ReadBatcher(_Batcher[Read, Found]):
+    """get, get_entry, exists and ttl of many callers: one ``read_batch`` statement."""
+
+    async def read(self, namespace: str, key: str, want: bool) -> Found:
+        """The outcome of one read, sent with the next batch."""
+        return await self._submit((namespace, key, want))
+
+    async def _send(
+        self, conn: asyncpg.Connection, items: list[Read]
+    ) -> list[Found | BaseException]:
+        asked = list(dict.fromkeys(items))  # a key asked twice: once
+        now = now_ms()
+        rows = await conn.fetch(
+            self._sql,
+            [read[0] for read in asked],
+            [read[1] for read in asked],
+            [read[2] for read in asked],
+            now,
+        )
         found: dict[Read, Found] = {
             (ns, key, want): (None if value is None else bytes(value), expires_at, now)
             for ns, key, want, value, expires_at in rows
         }
-        return [found.get(read) for read, _ in items]
+        return [found.get(read) for read in items]
 
-    async def aclose(self) -> None:
-        await self.coalescer.aclose()
+
+class WriteBatcher(_Batcher[Write, bool]):
+    """Plain sets (no ``if_not_exists``, no tags) of many callers: one ``write_batch``
+    statement, every caller's row written (so each gets True), all or none."""
+
+    async def write(self, namespace: str, key: str, value: bytes, expires_at: int | None) -> bool:
+        """Write one row with the next batch."""
+        return await self._submit((namespace, key, value, expires_at))
+
+    async def _send(
+        self, conn: asyncpg.Connection, items: list[Write]
+    ) -> list[bool | BaseException]:
+        # One row per key: the last caller's, as if the calls had run one after another in
+        # the order they arrived (one statement may not upsert a row twice); in key order,
+        # so concurrent batches (and set_many, sorted too) lock rows in one order.
+        rows = sorted({(ns, key): (value, exp) for ns, key, value, exp in items}.items())
+        await conn.execute(
+            self._sql,
+            [ns for (ns, _), _ in rows],
+            [key for (_, key), _ in rows],
+            [value for _, (value, _) in rows],
+            [exp for _, (_, exp) in rows],
+        )
+        return [True] * len(items)

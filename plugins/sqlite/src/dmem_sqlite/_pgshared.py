@@ -21,7 +21,7 @@ from dmem.sharing import Lease, SharedConnections
 
 from ._common import PURGE_BATCH, now_ms
 from ._config import PostgresConfig
-from ._pgbatch import ReadBatcher
+from ._pgbatch import ReadBatcher, WriteBatcher
 from ._pgpool import ConnectionPool
 
 __all__ = ["Purger", "Server", "open_server"]
@@ -82,6 +82,7 @@ class Server:
         # not the client, bound a handful of concurrent callers.
         self._slots = min(config.pool_size, 4)
         self._readers: dict[str, ReadBatcher] = {}
+        self._writers: dict[str, WriteBatcher] = {}
 
     async def connect(self) -> asyncpg.Connection:
         """A connection outside the pool (an invalidation channel's), the pool's settings."""
@@ -115,9 +116,29 @@ class Server:
             )
         return reader
 
+    def writer(self, table: str, sql: str, where: str) -> WriteBatcher | None:
+        """The batched plain sets of the stores on ``table`` (``sql``: its ``write_batch``
+        statement); None with ``pipelining=false``."""
+        if not self._pipelining:
+            return None
+        writer = self._writers.get(table)
+        if writer is None:
+            writer = self._writers[table] = WriteBatcher(
+                self.pool,
+                sql,
+                slots=self._slots,
+                where=where,
+                timeout=self._timeout,
+                command_timeout=self._command_timeout,
+            )
+        return writer
+
     async def close(self) -> None:
+        # Batches under way end first (their callers get their outcomes).
         for reader in self._readers.values():
-            await reader.aclose()  # batches under way end (their callers get outcomes)
+            await reader.aclose()
+        for writer in self._writers.values():
+            await writer.aclose()
         for purger in self._purgers.values():
             await purger.stop()
         await self.pool.close()

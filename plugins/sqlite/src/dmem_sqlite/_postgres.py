@@ -47,7 +47,7 @@ from ._common import (
 from ._config import PostgresConfig
 from ._pg_invalidation import PostgresInvalidation
 from ._pg_sql import PostgresStatements
-from ._pgbatch import ReadBatcher, call_failure, lost, map_error
+from ._pgbatch import ReadBatcher, WriteBatcher, call_failure, lost, map_error
 from ._pgpool import ConnectionPool
 from ._pgshared import Purger, Server, open_server
 
@@ -56,6 +56,9 @@ __all__ = ["PostgresProvider"]
 _PAGE_ROWS = 512
 _FIRST_PAGE_ROWS = 16
 _PAGE_BYTES = 128 * 1024  # and about this many value bytes at most (one row if bigger)
+# Plain sets of larger values never join a batch (automatic pipelining): such a set goes
+# alone, so a batch stays small and none fails for one caller's value.
+_BATCHED_VALUE_BYTES = 1024 * 1024
 # The asyncpg methods _call runs, looked up once (get and set pass them on every call).
 _EXECUTE = asyncpg.Connection.execute
 _FETCH = asyncpg.Connection.fetch
@@ -87,6 +90,7 @@ class PostgresProvider:
         # The batched reads shared with the pool's other stores on this table (None:
         # pipelining=false, or not open); see _pgbatch.
         self._reader: ReadBatcher | None = None
+        self._writer: WriteBatcher | None = None  # the same for plain sets
         self._purger: Purger | None = None
         self._timeout = config.timeout
         self._where = f"PostgreSQL {config.display} (table {config.table})"
@@ -127,6 +131,7 @@ class PostgresProvider:
         self._lease, self._pool = lease, server.pool
         self._purger = server.purger(self._config.table, self._sql.purge.sql)
         self._reader = server.reader(self._config.table, self._sql.read_batch.sql, self._where)
+        self._writer = server.writer(self._config.table, self._sql.write_batch.sql, self._where)
 
     def with_namespace(self, namespace: str) -> PostgresProvider:
         """A provider on ``namespace`` (same server and table) sharing this one's pool; open
@@ -157,7 +162,7 @@ class PostgresProvider:
 
     async def aclose(self) -> None:
         lease, self._lease, self._pool, self._purger = self._lease, None, None, None
-        self._reader = None
+        self._reader = self._writer = None
         if lease is not None:
             await lease.release()  # the last store closes the pool (and stops the purge)
 
@@ -333,7 +338,18 @@ class PostgresProvider:
         # plain single-row shape, one coroutine frame and no shape dispatch less (~3 µs of
         # a ~70 µs call here, measured).
         exp = None if ttl_ms is None else now_ms() + ttl_ms
-        await self._call(_EXECUTE, self._plain_set, (self.namespace, key, value, exp, None))
+        # While every slot is busy, the next batch carries it (_pgbatch); a large value
+        # always goes alone, so that no batch can fail for one caller's value.
+        writer = self._writer if len(value) <= _BATCHED_VALUE_BYTES else None
+        if writer is not None and not writer.take():
+            await writer.write(self.namespace, key, value, exp)
+            self._after_write()
+            return True
+        try:
+            await self._call(_EXECUTE, self._plain_set, (self.namespace, key, value, exp, None))
+        finally:
+            if writer is not None:
+                writer.give()
         self._after_write()
         return True
 
