@@ -203,3 +203,22 @@ def _unprivileged_user() -> str:
             continue
         return name
     raise PostgresUnavailable("running as root and no 'postgres' or 'nobody' user for initdb")
+
+
+@contextlib.contextmanager
+def throwaway() -> Iterator[PostgresServer]:
+    """A server of the caller's own, which it may pause, crash or restart; resumed (if
+    paused) and removed at the end. When none can start, the test skips (fails under
+    ``DMEM_REQUIRE_BACKENDS=1``)."""
+    try:
+        started = PostgresServer.start()
+    except (PostgresUnavailable, OSError) as exc:
+        from dmem_conformance._env import backend_missing
+
+        backend_missing(f"cannot start a throwaway PostgreSQL: {exc}")
+    try:
+        yield started
+    finally:
+        with contextlib.suppress(Exception):  # never leave a stopped cluster behind
+            started.resume()  # (after a crash there is nothing to resume)
+        started.stop()

@@ -21,7 +21,7 @@ from typing import Any
 import dmem
 import pytest
 from dmem import DmemError, ProviderUnavailableError
-from pgserver import PostgresServer, PostgresUnavailable
+from pgserver import PostgresServer, throwaway
 
 asyncpg = pytest.importorskip("asyncpg")
 
@@ -35,17 +35,8 @@ HARD_STOP = 30.0  # a call still running then is a hang: fail the test, not the 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[PostgresServer]:
-    try:
-        started = PostgresServer.start()
-    except (PostgresUnavailable, OSError) as exc:
-        from dmem_conformance._env import backend_missing
-
-        backend_missing(f"cannot start a throwaway PostgreSQL: {exc}")
-    try:
+    with throwaway() as started:
         yield started
-    finally:
-        started.resume()  # never leave a stopped cluster behind, whatever failed
-        started.stop()
 
 
 @pytest.fixture

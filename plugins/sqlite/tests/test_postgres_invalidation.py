@@ -17,7 +17,7 @@ import dmem
 import pytest
 from dmem._invalidation import InvalidationChannel
 from dmem_conformance.staleness import analyse
-from pgserver import PostgresServer, PostgresUnavailable
+from pgserver import PostgresServer, throwaway
 from pushed_stale_child import Recorder, run_pair
 
 asyncpg = pytest.importorskip("asyncpg")
@@ -30,16 +30,8 @@ ALLOWANCE = 0.050  # "never stale" allowance for scheduling on top of the push b
 @pytest.fixture
 def own_server() -> Iterator[PostgresServer]:
     """A throwaway server this test may crash and restart."""
-    try:
-        started = PostgresServer.start()
-    except (PostgresUnavailable, OSError) as exc:
-        from dmem_conformance._env import backend_missing
-
-        backend_missing(f"cannot start a throwaway PostgreSQL: {exc}")
-    try:
+    with throwaway() as started:
         yield started
-    finally:
-        started.stop()
 
 
 async def _channel(kv: dmem.Store, listener: Recorder) -> InvalidationChannel:

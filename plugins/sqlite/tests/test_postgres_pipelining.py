@@ -19,7 +19,7 @@ import dmem
 import pytest
 from dmem import InvalidArgumentError, KeyNotFoundError, ProviderUnavailableError
 from dmem.coalescing import Coalescer
-from pgserver import PostgresServer, PostgresUnavailable
+from pgserver import PostgresServer, throwaway
 
 asyncpg = pytest.importorskip("asyncpg")
 
@@ -235,17 +235,8 @@ async def test_with_namespace_shares_the_reader(postgres_url: str) -> None:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[PostgresServer]:
-    try:
-        started = PostgresServer.start()
-    except (PostgresUnavailable, OSError) as exc:
-        from dmem_conformance._env import backend_missing
-
-        backend_missing(f"cannot start a throwaway PostgreSQL: {exc}")
-    try:
+    with throwaway() as started:
         yield started
-    finally:
-        started.resume()  # never leave a stopped cluster behind, whatever failed
-        started.stop()
 
 
 def _own_errors(results: list[Any]) -> list[ProviderUnavailableError]:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Hashable
-from typing import Any
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
 
 import asyncpg
 from dmem.sharing import Lease, SharedConnections
@@ -25,6 +25,8 @@ from ._pgbatch import ReadBatcher, WriteBatcher
 from ._pgpool import ConnectionPool
 
 __all__ = ["Purger", "Server", "open_server"]
+
+_B = TypeVar("_B", ReadBatcher, WriteBatcher)  # a batcher of one kind
 
 log = logging.getLogger("dmem.postgresql")
 
@@ -102,28 +104,22 @@ class Server:
     def reader(self, table: str, sql: str, where: str) -> ReadBatcher | None:
         """The batched reads of the stores on ``table`` (``sql``: its ``read_batch``
         statement); None with ``pipelining=false``."""
-        if not self._pipelining:
-            return None
-        reader = self._readers.get(table)
-        if reader is None:
-            reader = self._readers[table] = ReadBatcher(
-                self.pool,
-                sql,
-                slots=self._slots,
-                where=where,
-                timeout=self._timeout,
-                command_timeout=self._command_timeout,
-            )
-        return reader
+        return self._batcher(self._readers, ReadBatcher, table, sql, where)
 
     def writer(self, table: str, sql: str, where: str) -> WriteBatcher | None:
         """The batched plain sets of the stores on ``table`` (``sql``: its ``write_batch``
         statement); None with ``pipelining=false``."""
+        return self._batcher(self._writers, WriteBatcher, table, sql, where)
+
+    def _batcher(
+        self, made: dict[str, _B], kind: Callable[..., _B], table: str, sql: str, where: str
+    ) -> _B | None:
+        """The batcher of ``table`` in ``made``, made with ``kind`` on first use."""
         if not self._pipelining:
             return None
-        writer = self._writers.get(table)
-        if writer is None:
-            writer = self._writers[table] = WriteBatcher(
+        batcher = made.get(table)
+        if batcher is None:
+            batcher = made[table] = kind(
                 self.pool,
                 sql,
                 slots=self._slots,
@@ -131,7 +127,7 @@ class Server:
                 timeout=self._timeout,
                 command_timeout=self._command_timeout,
             )
-        return writer
+        return batcher
 
     async def close(self) -> None:
         # Batches under way end first (their callers get their outcomes).
