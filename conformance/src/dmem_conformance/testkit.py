@@ -45,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import re
 import shutil
 import socket
@@ -70,6 +71,7 @@ __all__ = [
     "closed_port",
     "exception_texts",
     "free_port",
+    "lasting_port",
     "port_accepts",
     "scrub_noise",
     "secret_pieces",
@@ -88,6 +90,32 @@ def free_port(host: str = LOOPBACK) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def _ephemeral_ports() -> tuple[int, int]:
+    """The range the kernel picks outgoing connections' local ports from."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def lasting_port(host: str = LOOPBACK) -> int:
+    """A free TCP port on ``host`` outside the kernel's ephemeral range, for a test that
+    binds one port again and again over minutes: a port :func:`free_port` gives may be taken
+    meanwhile as the local port of any outgoing connection ("address already in use")."""
+    low, high = _ephemeral_ports()
+    candidates = [port for port in range(10_000, 30_000) if not low <= port <= high]
+    random.shuffle(candidates)
+    for port in candidates[:200]:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    return free_port(host)  # every candidate taken: the OS's pick
 
 
 @contextlib.contextmanager

@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 from dmem_conformance.testkit import free_port
 
-__all__ = ["PostgresServer", "PostgresUnavailable", "free_port"]
+__all__ = ["PostgresServer", "PostgresUnavailable", "free_port", "throwaway"]
 
 
 class PostgresUnavailable(RuntimeError):

@@ -31,12 +31,13 @@ from dmem_conformance.testkit import (
     TcpRelay,
     assert_secret_hidden,
     exception_texts,
+    lasting_port,
     scrub_noise,
     secret_pieces,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pgserver import PostgresServer, PostgresUnavailable, free_port
+from pgserver import PostgresServer, PostgresUnavailable
 
 asyncpg = pytest.importorskip("asyncpg")
 
@@ -44,7 +45,7 @@ ROLE = "dmem_pw"
 ROLE_PASSWORD = "Role-Known-1"  # the role's password for the wrong-password case
 ADMIN_PASSWORD = "Admin-Known-1"
 HARMLESS = "Harmless-Pw-1"
-RELAY_PORT = free_port()
+RELAY_PORT = lasting_port()  # bound again and again over the module: not an ephemeral port
 
 _SPECIAL = [*"?/#@:%[]&=+;,'\"\\ \t\n\x00", "%2F", "%3F", "%40", "%00", "%zz", "%"]
 _CHUNKS = st.one_of(
