@@ -16,7 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pgserver import PostgresServer, PostgresUnavailable
+from pgserver import PostgresServer, throwaway
 
 
 @pytest.fixture(scope="session")
@@ -25,16 +25,8 @@ def pg_server() -> Iterator[PostgresServer | None]:
     if os.environ.get("DMEM_TEST_POSTGRES_URL"):
         yield None
         return
-    try:
-        server = PostgresServer.start()
-    except (PostgresUnavailable, OSError) as exc:
-        from dmem_conformance._env import backend_missing
-
-        backend_missing(f"cannot start a throwaway PostgreSQL: {exc}")
-    try:
+    with throwaway() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
