@@ -172,3 +172,13 @@ def test_bad_sizes_are_refused() -> None:
         Coalescer(runner, slots=0)
     with pytest.raises(InvalidArgumentError):
         Coalescer(runner, max_batch=0)
+
+
+async def test_every_free_slot_takes_a_batch_when_more_than_one_waits() -> None:
+    backend = Backend(delay=0.02)
+    coalescer: Coalescer[int, int] = Coalescer(backend.batch, slots=2, max_batch=5)
+    results = await asyncio.gather(*(call(coalescer, backend, i) for i in range(22)))
+    assert results == [i * 10 for i in range(22)]
+    # The two lone calls end together; both slots then take a batch of five at once.
+    assert [len(b) for b in backend.batches] == [5, 5, 5, 5]
+    assert backend.most_in_flight == 2

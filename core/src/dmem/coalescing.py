@@ -79,7 +79,7 @@ class Coalescer(Generic[T, R]):
     def give(self) -> None:
         """Give back a slot taken by :meth:`take`; starts a batch if calls are waiting."""
         self._free += 1
-        if self._queue:
+        while self._queue and self._free:  # each _start takes a slot or empties the queue
             self._start()
 
     async def submit(self, item: T) -> R:
