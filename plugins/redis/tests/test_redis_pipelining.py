@@ -18,6 +18,7 @@ import dmem
 import pytest
 import redis.asyncio as aioredis
 from dmem.coalescing import Coalescer
+from dmem_redis._pipelining import BATCH_VALUE_LIMIT
 from dmem_redis._scripts import SET_PLAIN
 from redis_servers import RedisServer
 
@@ -277,4 +278,27 @@ async def test_a_batch_keeps_the_order_of_its_commands(redis_url: str) -> None:
         assert await store.get_tags("dup") == {}  # a plain set drops the old tags
         assert await store.find_by_tag("t", "v") == []
     finally:
+        await store.aclose()
+
+
+async def test_large_values_are_never_batched(redis_url: str) -> None:
+    """A set of a value over BATCH_VALUE_LIMIT goes alone while small ones batch: one
+    caller's large value never fails a batch of others', and no batch nears the server's
+    client-query-buffer-limit."""
+    store = await dmem.open(redis_url, namespace="pipe-large")
+    try:
+        await store.clear()
+        coalescer = _coalescer(store)
+        big = b"x" * (BATCH_VALUE_LIMIT + 1)
+        items = coalescer.items
+        await asyncio.gather(*(store.set(f"big{i}", big) for i in range(12)))
+        assert coalescer.items == items, "a large value went into a batch"
+        await asyncio.gather(*(store.set(f"small{i}", i) for i in range(TASKS)))
+        assert coalescer.items > items, "small values did not batch"
+        assert all(
+            v == big for v in (await store.get_many([f"big{i}" for i in range(12)])).values()
+        )
+        assert await store.get("small7") == 7
+    finally:
+        await store.clear()
         await store.aclose()

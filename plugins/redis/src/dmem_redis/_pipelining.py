@@ -21,6 +21,10 @@ that arrive while every slot is busy wait for the next batch. In a batch:
   ``ProviderUnavailableError`` (while a server hangs, the lone commands in the slots take up
   to ``timeout`` to fail; the calls queued behind them must not take that again).
 
+A write of a value over ``BATCH_VALUE_LIMIT`` (1 MiB) always goes alone, so one caller's
+large value never makes a batch of others' fail, and no batch nears the server's
+``client-query-buffer-limit``.
+
 Only commands that the lone path may re-send after a lost reply come here (reads, plain
 sets, deletes, scripts with no "once" semantics); ``SET NX`` and the coordination scripts,
 which must never be re-sent, keep ``execute_once``.
@@ -41,7 +45,7 @@ from ._config import RedisConfig
 from ._scripts import SET_MANY_PLAIN, SET_PLAIN, Script
 from ._send import timeout_after
 
-__all__ = ["Command", "Pipeliner"]
+__all__ = ["BATCH_VALUE_LIMIT", "Command", "Pipeliner"]
 
 # (the command's arguments, the script an EVALSHA runs or None, the loop's time when the
 # caller queued it)
@@ -51,8 +55,12 @@ Command = tuple[tuple[Any, ...], "Script | None", float]
 # parses a batch's replies and the callers run; two overlap them (measured with 200 tasks:
 # docs/backends/redis.md, "Automatic pipelining").
 _SLOTS = 2
-# The most commands in one batch; the rest wait for the next (a bound on one write's size).
+# The most commands in one batch; the rest wait for the next. With values over
+# BATCH_VALUE_LIMIT sent alone, a batch stays well under Redis's client-query-buffer-limit
+# (1 GiB by default: a connection whose pending commands exceed it is closed, and every
+# caller of the batch would fail).
 _MAX_BATCH = 512
+BATCH_VALUE_LIMIT = 1024 * 1024
 _ERRORS = (rex.RedisError, OSError, asyncio.TimeoutError)
 
 

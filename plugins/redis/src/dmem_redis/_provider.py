@@ -32,7 +32,7 @@ from ._client import execute_once, log, map_error
 from ._config import RedisConfig
 from ._invalidation import RedisInvalidation
 from ._layout import Layout, tag_suffix
-from ._pipelining import Command
+from ._pipelining import BATCH_VALUE_LIMIT, Command
 from ._scripts import (
     DELETE,
     EXPIRE,
@@ -208,12 +208,19 @@ class RedisProvider:
                 coalescer.give()
 
     async def _eval(
-        self, script: Script, keys: Sequence[str], args: Sequence[Any], *, once: bool = False
+        self,
+        script: Script,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        *,
+        once: bool = False,
+        alone: bool = False,
     ) -> Any:
-        """Run a script; ``once``: never re-sent after a lost reply (see ``execute_once``)."""
+        """Run a script; ``once``: never re-sent after a lost reply (see ``execute_once``);
+        ``alone``: never in a batch of other callers' commands (a large value)."""
         if not once:
             call = ("EVALSHA", script.sha, len(keys), *keys, *args)
-            coalescer = self._coalescer
+            coalescer = None if alone else self._coalescer
             try:
                 # _command spelled out: one coroutine frame less on every write.
                 if coalescer is not None and not coalescer.take():
@@ -366,13 +373,14 @@ class RedisProvider:
         if limit is not None and len(value) > limit:
             refuse_large_values((value,), limit)
         prefix, vk = self._where(key)
+        alone = len(value) > BATCH_VALUE_LIMIT
         try:
             if not tags and not if_not_exists:
                 ttl: int | str = "" if ttl_ms is None else ttl_ms
-                return bool(await self._eval(SET_PLAIN, (vk,), (prefix, ttl, value)))
+                return bool(await self._eval(SET_PLAIN, (vk,), (prefix, ttl, value), alone=alone))
             args = self._set_args(prefix, ttl_ms, if_not_exists, tags)
             args.append(value)
-            written = bool(await self._eval(SET, (vk,), args, once=if_not_exists))
+            written = bool(await self._eval(SET, (vk,), args, once=if_not_exists, alone=alone))
         except _ERRORS as exc:
             raise self._error(exc) from exc
         if tags:
