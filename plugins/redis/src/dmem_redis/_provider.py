@@ -195,10 +195,13 @@ class RedisProvider:
         bucket = self._layout.bucket(key)
         return self._layout.prefixes[bucket], self._layout.value_prefixes[bucket] + key
 
-    async def _command(self, args: tuple[Any, ...], script: Script | None = None) -> Any:
+    async def _command(
+        self, args: tuple[Any, ...], script: Script | None = None, *, alone: bool = False
+    ) -> Any:
         """Send one command that may be re-sent after a lost reply: alone while the client
-        has a free slot, else in the next batch of concurrent callers' (``_pipelining``)."""
-        coalescer = self._coalescer
+        has a free slot (always, with ``alone``), else in the next batch of concurrent
+        callers' (``_pipelining``)."""
+        coalescer = None if alone else self._coalescer
         if coalescer is not None and not coalescer.take():
             return await coalescer.submit((args, script, asyncio.get_running_loop().time()))
         try:
@@ -233,7 +236,7 @@ class RedisProvider:
                         coalescer.give()
             except rex.NoScriptError:
                 # First use on this server (or it restarted / failed over): EVAL caches it.
-                return await self._command(("EVAL", script.source, *call[2:]))
+                return await self._command(("EVAL", script.source, *call[2:]), alone=alone)
         try:
             return await execute_once(self._client, "EVALSHA", script.sha, len(keys), *keys, *args)
         except rex.NoScriptError:
