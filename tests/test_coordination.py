@@ -51,12 +51,28 @@ def dmem_conformance_ops() -> tuple[str, ...]:
         (lambda kv: kv.get_or_set("k", "not callable"), InvalidArgumentError),
         (lambda kv: kv.get_or_set("k", lambda: 1, lock=1), InvalidArgumentError),
         (lambda kv: kv.get_or_set("k", lambda: 1, ttl=-1), InvalidArgumentError),
+        (lambda kv: kv.get_or_set("k", lambda: 1, tags={"t": 1}), InvalidArgumentError),
+        (lambda kv: kv.get_or_set("k", lambda: 1, ttls=5), TypeError),
     ],
 )
 async def test_bad_arguments_are_refused_before_any_io(kv: Store, call: Any, error: Any) -> None:
     with pytest.raises(error):
         await call(kv)
     assert await kv.count() == 0
+
+
+async def test_get_or_set_checks_its_arguments_on_a_hit_too(kv: Store) -> None:
+    # The options are **options (a faster call than keyword-only parameters): each is
+    # still checked, on a hit as on a miss, and an unknown one is a TypeError as elsewhere.
+    await kv.set("k", 1)
+    for bad in ({"lock": "yes"}, {"ttl": 0}, {"tags": {"": "x"}}):
+        with pytest.raises(InvalidArgumentError):
+            await kv.get_or_set("k", lambda: 2, **bad)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'ttls'"):
+        await kv.get_or_set("k", lambda: 2, ttls=5)  # type: ignore[call-arg]
+    with pytest.raises(InvalidArgumentError, match="factory must be callable"):
+        await kv.get_or_set("k", 2)  # type: ignore[arg-type]
+    assert await kv.get_or_set(key="k", factory=lambda: 2, ttl=None, tags=None, lock=False) == 1
 
 
 def test_lock_arguments() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ._cached import CachedFunction, cached
 from ._codec import decode, encode
-from ._coordination import Lock
+from ._coordination import GetOrSetOptions, Lock
 from ._health import HealthStatus, redact_url
 from ._invalidation import FollowingChannel, InvalidationChannel, InvalidationListener
 from ._loop_thread import run_sync
@@ -81,6 +81,7 @@ __all__ = [
     "EmbedderSpec",
     "Entry",
     "FollowingChannel",
+    "GetOrSetOptions",
     "HealthStatus",
     "InvalidArgumentError",
     "InvalidationChannel",
