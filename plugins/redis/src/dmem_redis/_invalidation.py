@@ -13,6 +13,10 @@ connection, as pub/sub messages; a FLUSHDB/FLUSHALL arrives as a message without
 queues them before the writer's reply goes out, so a message is on the wire before the
 write returns (a push mode: ``bound`` is None, delivery latency only).
 
+Reading coalesces (:class:`dmem.ReadPause`): after a message the channel leaves its
+socket unread for 1 ms, so a burst of writes' messages arrive in one read and wake the
+process once. The first message after a quiet millisecond is read at once.
+
 Tracking lives and dies with the connection, so the channel is up exactly while every
 connection is: a connection lost (server killed or restarted, failover), a PING (sent
 after a second of silence) not answered within the client's ``timeout``, or a Cluster's
@@ -30,7 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis.exceptions as rex
-from dmem import FollowingChannel, InvalidationListener, ProviderUnavailableError
+from dmem import FollowingChannel, InvalidationListener, ProviderUnavailableError, ReadPause
 
 from ._client import map_error
 from ._config import RedisConfig
@@ -175,14 +179,21 @@ class RedisInvalidation(FollowingChannel):
         # No timeout per read (a timeout context per message costs the writer's process
         # more than the message itself); _keepalive watches the connection instead.
         deliver = self._deliver
-        while True:
-            message = await connection.read_response(timeout=math.inf)
-            heard[0] += 1
-            if isinstance(message, list) and message:
-                if message[0] == b"message" and message[1] == _CHANNEL:
-                    deliver(message[2])
-            elif message is None:  # redis-py < 8 ends a timeout-less read so on EOF
-                raise _Lost("the connection closed")
+        # redis-py keeps the connection's asyncio.StreamWriter as _writer (5.x to 8.x);
+        # without it every message is read as it comes.
+        pause = ReadPause(getattr(getattr(connection, "_writer", None), "transport", None))
+        try:
+            while True:
+                message = await connection.read_response(timeout=math.inf)
+                heard[0] += 1
+                if isinstance(message, list) and message:
+                    if message[0] == b"message" and message[1] == _CHANNEL:
+                        deliver(message[2])
+                elif message is None:  # redis-py < 8 ends a timeout-less read so on EOF
+                    raise _Lost("the connection closed")
+                pause.after_message()
+        finally:
+            pause.cancel()
 
     async def _keepalive(self, connection: Any, heard: list[int]) -> None:
         """After a second of silence, PING; no message (pong or other) within the client's
