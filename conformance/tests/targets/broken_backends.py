@@ -113,7 +113,7 @@ class QuestionMarkMatchesZero(Correct):
         regex = pattern._regex.pattern  # the core's regex: '?' became an unescaped '.'
         return re.compile(re.sub(r"(?<!\\)\.(?!\*)", ".?", regex), re.DOTALL)
 
-    async def scan(self, pattern: Pattern) -> AsyncIterator[tuple[str, bytes]]:  # type: ignore[override]
+    async def scan(self, pattern: Pattern) -> AsyncIterator[tuple[str, bytes]]:
         wrong = self._wrong(pattern)
         async for key, value in self.inner.scan(_ALL):
             if wrong.fullmatch(key):
@@ -233,7 +233,7 @@ class _RawKeyspace(Correct):
     async def delete_many(self, keys: Sequence[str]) -> int:
         return await self.inner.delete_many([self._raw(k) for k in keys])
 
-    async def scan(self, pattern: Pattern) -> AsyncIterator[tuple[str, bytes]]:  # type: ignore[override]
+    async def scan(self, pattern: Pattern) -> AsyncIterator[tuple[str, bytes]]:
         async for raw, value in self.inner.scan(compile_pattern(_glob_escape(self._ns) + "*")):
             key = self._own(raw)
             if key is not None and pattern.matches(key):
@@ -306,7 +306,8 @@ class DeleteByTagCrossesNamespaces(_RawKeyspace):
     """delete_by_tag runs on the whole shared keyspace: every namespace's tagged keys go."""
 
     async def delete_by_tag(self, name: str, value: str) -> int:
-        return await self.inner.delete_by_tag(name, value)
+        removed: int = await self.inner.delete_by_tag(name, value)  # type: ignore[attr-defined]
+        return removed
 
 
 class GetManyReturnsExpired(Correct):
@@ -408,7 +409,7 @@ class DeleteAlwaysTrue(Correct):
 class ScanDuplicates(Correct):
     """scan() yields the first matching key twice."""
 
-    async def scan(self, pattern: Pattern) -> AsyncIterator[tuple[str, bytes]]:  # type: ignore[override]
+    async def scan(self, pattern: Pattern) -> AsyncIterator[tuple[str, bytes]]:
         first = True
         async for key, value in self.inner.scan(pattern):
             yield key, value
@@ -422,7 +423,7 @@ class ListingStopsAtOnePage(Correct):
 
     _PAGE = 1_000
 
-    async def scan(self, pattern: Pattern) -> AsyncIterator[tuple[str, bytes]]:  # type: ignore[override]
+    async def scan(self, pattern: Pattern) -> AsyncIterator[tuple[str, bytes]]:
         seen = 0
         async for key, value in self.inner.scan(pattern):
             if seen == self._PAGE:
@@ -506,7 +507,7 @@ class IncrRewritesKey(Correct):
     """incr writes the sum as a fresh key: the ttl given replaces the expiry, tags go."""
 
     async def incr(self, key: str, delta: int, *, ttl_ms: int | None) -> int:
-        result = await self.inner.incr(key, delta, ttl_ms=ttl_ms)
+        result: int = await self.inner.incr(key, delta, ttl_ms=ttl_ms)  # type: ignore[attr-defined]
         await self.inner.set(key, str(result).encode(), ttl_ms=ttl_ms, if_not_exists=False, tags={})
         return result
 
@@ -612,7 +613,7 @@ class TtlInMilliseconds(Correct):
 class ScanLoadsEverything(Correct):
     """scan() copies every value into a list before yielding: not streaming."""
 
-    async def scan(self, pattern: Pattern) -> AsyncIterator[tuple[str, bytes]]:  # type: ignore[override]
+    async def scan(self, pattern: Pattern) -> AsyncIterator[tuple[str, bytes]]:
         rows = [(k, bytes(bytearray(v))) async for k, v in self.inner.scan(pattern)]
         for row in rows:
             yield row
@@ -792,7 +793,7 @@ class _Down(dmem.BaseKVProvider):
     async def delete(self, key: str) -> bool:
         self._refuse()
 
-    async def scan(self, pattern: Pattern) -> AsyncIterator[tuple[str, bytes]]:  # type: ignore[override]
+    async def scan(self, pattern: Pattern) -> AsyncIterator[tuple[str, bytes]]:
         self._refuse()
         yield "", b""  # pragma: no cover - makes this an async generator
 
