@@ -21,6 +21,7 @@ import inspect
 import math
 import random
 import secrets
+import sys
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -41,7 +42,10 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from typing_extensions import Unpack
+    if sys.version_info >= (3, 11):
+        from typing import Unpack
+    else:  # a dependency on 3.10 only (pyproject), for type checkers
+        from typing_extensions import Unpack
 
     from .provider import KVProvider
 
