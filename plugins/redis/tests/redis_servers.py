@@ -142,9 +142,10 @@ class RedisServer(testkit.ServerProcess):
 
 
 def start_cluster(
-    workdir: Path, primaries: int = 3, *, persistent: bool = False
+    workdir: Path, primaries: int = 3, *, persistent: bool = False, extra: Sequence[str] = ()
 ) -> list[RedisServer]:
-    """Start ``primaries`` cluster-enabled servers and join them into one cluster."""
+    """Start ``primaries`` cluster-enabled servers and join them into one cluster;
+    ``extra``: more redis-server arguments for every node."""
     aof = ["--appendonly", "yes", "--appendfsync", "always"] if persistent else []
     servers: list[RedisServer] = []
     try:
@@ -161,6 +162,7 @@ def start_cluster(
                     "--cluster-node-timeout",
                     "2000",
                     *aof,
+                    *extra,
                 ],
             )
             server.start()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -180,6 +181,104 @@ async def test_stopped_primary_fails_calls_within_timeout(tmp_path: Path) -> Non
                 except dmem.ProviderUnavailableError:
                     await asyncio.sleep(0.1)
                     assert time.monotonic() - back < 15.0, "cluster did not recover"
+    finally:
+        for server in servers:
+            server.stop()
+
+
+# --- writes sent once (if_not_exists, incr, compare-and-set) on connections that failed ------
+async def _kill_clients_named(url: str, name: str) -> int:
+    """CLIENT KILL, on every primary, each connection whose client name is ``name``."""
+    killed = 0
+    for primary in await _primaries(url):
+        for client in await primary.client_list():
+            if client.get("name") == name:
+                killed += await primary.client_kill_filter(_id=client["id"])
+        await primary.aclose()
+    return killed
+
+
+async def test_once_writes_reconnect_what_the_server_closed(redis_cluster_url: str) -> None:
+    """Writes that are never re-sent (if_not_exists, incr, compare-and-set/delete) go out on
+    a checked connection: after the server closed the pooled ones (a restart, an idle
+    timeout, CLIENT KILL), each write reconnects first instead of failing with an unknown
+    outcome. Before, the first such write on each node raised ProviderUnavailableError."""
+    name = f"dmem-stale-{uuid.uuid4().hex[:8]}"
+    keys = [f"k{i}" for i in range(48)]  # over every bucket's node
+    async with dmem.open(
+        redis_cluster_url, namespace=name, client_name=name, share_connection=False
+    ) as kv:
+        rounds: list[tuple[str, Any]] = [
+            ("set if_not_exists", lambda k: kv.set(k, 1, if_not_exists=True)),
+            ("incr", lambda k: kv.incr(k)),
+            ("compare_and_set", lambda k: kv.compare_and_set(k, 2, 3)),
+            ("compare_and_delete", lambda k: kv.compare_and_delete(k, 3)),
+        ]
+        expected = [True, 2, True, True]
+        await kv.get_many(keys)  # a connection to every primary
+        for (label, write), want in zip(rounds, expected, strict=True):
+            assert await _kill_clients_named(redis_cluster_url, name) >= 3
+            results = await asyncio.gather(*(write(k) for k in keys))
+            assert results == [want] * len(keys), f"{label} after CLIENT KILL: {results}"
+        assert await kv.set_many(dict.fromkeys(keys, 1), if_not_exists=True) == len(keys)
+        assert await _kill_clients_named(redis_cluster_url, name) >= 3
+        assert await kv.set_many(dict.fromkeys(keys, 2), if_not_exists=True) == 0
+        assert await kv.get_many(keys) == dict.fromkeys(keys, 1)
+        await kv.clear()
+
+
+async def test_once_write_retries_a_connect_that_times_out(tmp_path: Path) -> None:
+    """A write that is never re-sent still retries connecting, which sends nothing.
+
+    One primary is stopped (SIGSTOP) with its accept queue full (``--tcp-backlog 1`` and two
+    idle sockets), so the kernel drops new connection attempts and they time out; it resumes
+    after the first attempt has timed out. ``set(if_not_exists=True)`` must succeed on a
+    later attempt. Before, redis-py's cluster connections made one attempt: the write failed.
+    """
+    require_redis()
+    servers = start_cluster(tmp_path / "cluster", extra=["--tcp-backlog", "1"])
+    connect_timeout = 0.3
+    try:
+        url = "redis+cluster://" + ",".join(f"127.0.0.1:{s.port}" for s in servers)
+        options = {
+            "connect_timeout": connect_timeout,
+            "retries": 3,
+            "retry_backoff": 0.05,
+            "retry_backoff_max": 0.1,
+            "timeout": 8.0,
+            "client_name": "dmem-connect-retry",
+        }
+        async with dmem.open(url, namespace="cr", share_connection=False, **options) as kv:
+            provider = kv.provider
+            assert isinstance(provider, RedisProvider)
+            victim = servers[0]
+            assert victim.process is not None
+
+            def on_victim(key: str) -> bool:
+                node = provider._client.get_node_from_key(provider._layout.value_key(key))
+                return bool(node.port == victim.port)
+
+            key = next(k for k in (f"k{i}" for i in range(1000)) if on_victim(k))
+            await kv.set(key + "-warm", 0)  # the topology is known before the stop
+            await _kill_clients_named(url, "dmem-connect-retry")  # no live connection left
+            fillers: list[socket.socket] = []
+            os.kill(victim.process.pid, signal.SIGSTOP)
+            try:
+                for _ in range(2):  # the accept queue holds backlog + 1 = 2 connections
+                    fillers.append(socket.create_connection(("127.0.0.1", victim.port), 1.0))
+                started = time.monotonic()
+                write = asyncio.create_task(kv.set(key, "won", if_not_exists=True))
+                await asyncio.sleep(connect_timeout * 1.5)  # the first attempt has timed out
+                assert not write.done(), "the write ended while the primary was stopped"
+            finally:
+                os.kill(victim.process.pid, signal.SIGCONT)
+            assert await write is True
+            took = time.monotonic() - started
+            for filler in fillers:
+                filler.close()
+            print(f"cluster, a connect timed out: the write succeeded after {took:.2f}s")
+            assert took > connect_timeout, "no connection attempt timed out: nothing was tested"
+            assert await kv.get(key) == "won"
     finally:
         for server in servers:
             server.stop()

@@ -22,6 +22,7 @@ old primary. See docs/backends/redis-sentinel.md.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import copy
 import logging
@@ -37,7 +38,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
-from redis.backoff import ExponentialBackoff
+from redis.backoff import AbstractBackoff, ExponentialBackoff, NoBackoff
 
 from ._config import RedisConfig
 from ._send import InlineSendTimeout
@@ -314,7 +315,9 @@ def build_client(config: RedisConfig) -> tuple[Any, Sentinel | None]:
     return Redis.from_pool(pool), None
 
 
-async def execute_once(client: Any, *args: Any) -> Any:
+async def execute_once(
+    client: Any, *args: Any, retries: int = 0, backoff: AbstractBackoff | None = None
+) -> Any:
     """Run one keyed command (``args[3]`` is its first key, as in EVALSHA) with no re-send.
 
     redis-py retries a command after a timeout or a lost connection by sending it again, even
@@ -329,10 +332,16 @@ async def execute_once(client: Any, *args: Any) -> Any:
     (the connection is dropped after a failure: a late reply must never be read by the next
     command). Cluster: the command goes to the key's node with redis-py's cluster retries off
     (``target_nodes``); MOVED/ASK redirections, which are answers, are still followed.
+    redis-py's cluster connections never retry connecting and send on a connection the
+    server closed, so the connection is checked and connected first, up to ``retries``
+    times with ``backoff`` between (``_ready_connection``); the call's last connection
+    attempt is redis-py's own, which asks for a topology refresh if it fails too.
     """
     if isinstance(client, RedisCluster):
         await client.initialize()  # a no-op unless a failure asked for a topology refresh
         node = client.get_node_from_key(args[3])
+        if node is not None:
+            await _ready_connection(node, retries, backoff or NoBackoff())
         return await client.execute_command(*args, target_nodes=node)
     pool = client.connection_pool
     connection = await pool.get_connection()
@@ -357,6 +366,58 @@ async def execute_once(client: Any, *args: Any) -> Any:
         raise
     finally:
         await pool.release(connection)
+
+
+async def _ready_connection(node: ClusterNode, retries: int, backoff: AbstractBackoff) -> None:
+    """Leave a live connection at the front of ``node``'s free connections, where the command
+    that follows takes it, in up to ``retries`` connection attempts.
+
+    Nothing is sent here, so a failed attempt is safe to repeat. A pooled connection the
+    server closed (a restart, an idle timeout, CLIENT KILL) is reconnected first: sent on,
+    it would fail the call with an unknown outcome although nothing ran. When every attempt
+    fails the connection goes back unconnected and the command's own connect is the last
+    attempt, after which redis-py asks for a topology refresh. Other callers that interleave
+    do the same at the same end of the queue, so each takes a checked connection.
+    """
+    for failures in range(1, retries + 2):
+        connection: Any = node.acquire_connection()
+        try:
+            if connection.is_connected and not _marked_for_reconnect(connection):
+                try:
+                    stale = await connection.can_read()  # bytes or EOF on an idle connection
+                except (rex.ConnectionError, OSError):
+                    stale = True
+                if not stale:
+                    return
+                log.debug("a pooled connection was closed by the server: reconnecting first")
+            await connection.disconnect()
+            if failures > retries:
+                return  # the command connects: the call's last attempt
+            await connection.connect()
+            return
+        except rex.AuthenticationError:
+            raise  # an answer: trying again would get the same one
+        except (rex.ConnectionError, rex.TimeoutError, OSError, asyncio.TimeoutError) as exc:
+            log.debug("connecting failed (%s); tried again before sending", type(exc).__name__)
+            await connection.disconnect()
+        finally:
+            _put_first(node, connection)
+        await asyncio.sleep(backoff.compute(failures))
+
+
+def _marked_for_reconnect(connection: Any) -> bool:
+    should_reconnect = getattr(connection, "should_reconnect", None)  # redis-py 6+
+    return bool(should_reconnect()) if should_reconnect is not None else False
+
+
+def _put_first(node: ClusterNode, connection: Any) -> None:
+    """Back into ``node``'s free connections, first in line (``acquire_connection`` takes
+    from the left); a redis-py without that deque gets it back its own way."""
+    free = getattr(node, "_free", None)
+    if isinstance(free, collections.deque):
+        free.appendleft(connection)
+    else:
+        node.release(connection)
 
 
 _UNAVAILABLE = (

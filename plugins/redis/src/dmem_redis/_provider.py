@@ -26,6 +26,7 @@ from dmem._invalidation import InvalidationChannel, InvalidationListener
 from dmem.coalescing import Coalescer
 from dmem.provider import Entry
 from dmem.sharing import Lease
+from redis.backoff import ExponentialBackoff
 
 from . import _coordination
 from ._client import execute_once, log, map_error
@@ -91,6 +92,12 @@ class RedisProvider:
         self._sentinel: Any = None
         # The shared client's batcher of concurrent commands; None: pipelining=false.
         self._coalescer: Coalescer[Command, Any] | None = None
+        # execute_once's connection retries in a cluster (redis-py's cluster connections
+        # make none): the same count and backoff as every other call's.
+        self._once_retries = config.retries
+        self._once_backoff = ExponentialBackoff(
+            cap=config.retry_backoff_max, base=config.retry_backoff
+        )
         # Standalone and Sentinel: every set_many/delete_many is one script on one server.
         # Cluster: one script per bucket, so a batch is atomic per bucket only.
         self.atomic_batches = not self._cluster
@@ -237,10 +244,29 @@ class RedisProvider:
             except rex.NoScriptError:
                 # First use on this server (or it restarted / failed over): EVAL caches it.
                 return await self._command(("EVAL", script.source, *call[2:]), alone=alone)
+        retries, backoff = self._once_retries, self._once_backoff
         try:
-            return await execute_once(self._client, "EVALSHA", script.sha, len(keys), *keys, *args)
+            return await execute_once(
+                self._client,
+                "EVALSHA",
+                script.sha,
+                len(keys),
+                *keys,
+                *args,
+                retries=retries,
+                backoff=backoff,
+            )
         except rex.NoScriptError:
-            return await execute_once(self._client, "EVAL", script.source, len(keys), *keys, *args)
+            return await execute_once(
+                self._client,
+                "EVAL",
+                script.source,
+                len(keys),
+                *keys,
+                *args,
+                retries=retries,
+                backoff=backoff,
+            )
 
     async def _eval_many(
         self, calls: Sequence[tuple[Script, Sequence[str], Sequence[Any]]], *, once: bool = False
