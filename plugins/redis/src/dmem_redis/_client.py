@@ -376,8 +376,10 @@ async def _ready_connection(node: ClusterNode, retries: int, backoff: AbstractBa
     server closed (a restart, an idle timeout, CLIENT KILL) is reconnected first: sent on,
     it would fail the call with an unknown outcome although nothing ran. When every attempt
     fails the connection goes back unconnected and the command's own connect is the last
-    attempt, after which redis-py asks for a topology refresh. Other callers that interleave
-    do the same at the same end of the queue, so each takes a checked connection.
+    attempt, after which redis-py asks for a topology refresh. Between the hand-back and
+    redis-py's ``acquire_connection`` nothing yields to the loop (with ``target_nodes`` given,
+    redis-py resolves no policy and needs no topology unless a refresh is due), so the
+    command takes this very connection.
     """
     for failures in range(1, retries + 2):
         connection: Any = node.acquire_connection()
