@@ -34,6 +34,7 @@ from dmem_conformance.testkit import (
     TcpRelay,
     assert_secret_hidden,
     exception_texts,
+    lasting_port,
     scrub_noise,
     secret_pieces,
 )
@@ -205,7 +206,7 @@ def _set_user_password(server: RedisServer, password: str) -> None:
         admin.close()
 
 
-def _outcomes_with_server(server: RedisServer, password: str) -> list[str]:
+def _outcomes_with_server(server: RedisServer, password: str, relay_port: int) -> list[str]:
     texts: list[str] = []
     _set_user_password(server, USER_PASSWORD)
     for url in _urls("redis", password, server.port):  # a wrong password
@@ -214,7 +215,9 @@ def _outcomes_with_server(server: RedisServer, password: str) -> list[str]:
     _set_user_password(server, password)
 
     async def opened(url: str, must_open: bool) -> list[str]:
-        relay = TcpRelay(server.port)
+        # One port for every relay, part of the fixed text: a port the OS picks anew for
+        # each example could share digits with a password ("41113" and "...611137...").
+        relay = TcpRelay(server.port, port=relay_port)
         await relay.start()
         relayed = url.replace(f":{server.port}/", f":{relay.port}/")
         found, store = await _open_texts(relayed)
@@ -294,9 +297,16 @@ def password_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisS
 
 
 @pytest.fixture(scope="module")
-def fixed_with_server(password_server: RedisServer) -> set[str]:
+def relay_port() -> int:
+    # Bound again and again over the module: a port outside the ephemeral range.
+    return lasting_port()
+
+
+@pytest.fixture(scope="module")
+def fixed_with_server(password_server: RedisServer, relay_port: int) -> set[str]:
     texts = [_url("redis", USER, password_server.port), str(password_server.socket_path)]
-    return _fixed(texts + _outcomes_with_server(password_server, HARMLESS))
+    texts.append(_url("redis", USER, relay_port))
+    return _fixed(texts + _outcomes_with_server(password_server, HARMLESS, relay_port))
 
 
 def test_the_check_sees_a_password_that_shows() -> None:
@@ -357,7 +367,7 @@ def test_no_piece_of_a_password_shows_without_a_server(
 
 
 def test_no_piece_of_a_password_shows_with_a_password_server(
-    password_server: RedisServer, fixed_with_server: set[str]
+    password_server: RedisServer, fixed_with_server: set[str], relay_port: int
 ) -> None:
     @settings(
         max_examples=40,
@@ -368,7 +378,9 @@ def test_no_piece_of_a_password_shows_with_a_password_server(
     def check(password: str) -> None:
         assume(not any(map(_core_quotes_a_piece, _urls("redis", password, 1))))
         assert_secret_hidden(
-            password, _outcomes_with_server(password_server, password), fixed=fixed_with_server
+            password,
+            _outcomes_with_server(password_server, password, relay_port),
+            fixed=fixed_with_server,
         )
 
     check()
