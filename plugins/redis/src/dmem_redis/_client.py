@@ -43,7 +43,7 @@ from redis.backoff import AbstractBackoff, ExponentialBackoff, NoBackoff
 from ._config import RedisConfig
 from ._send import InlineSendTimeout
 
-__all__ = ["build_client", "close_quietly", "execute_once", "map_error"]
+__all__ = ["build_client", "close_quietly", "execute_once", "map_error", "retry_backoff"]
 
 log = logging.getLogger("dmem.redis")
 
@@ -239,11 +239,15 @@ async def _announce(pool: weakref.ref[_SentinelPool], sentinel: Any, data: Any) 
         await owner.switched(sentinel, (parts[3], int(parts[4])))
 
 
+def retry_backoff(config: RedisConfig) -> ExponentialBackoff:
+    """The sleeps between a call's attempts. redis-py's default backoff may sleep for
+    seconds; ours is bounded, and its sleeps are counted in the call's timeout
+    (_config.split_timeout)."""
+    return ExponentialBackoff(cap=config.retry_backoff_max, base=config.retry_backoff)
+
+
 def _retry(config: RedisConfig) -> Retry:
-    # redis-py's default backoff may sleep for seconds; ours is bounded, and its sleeps are
-    # counted in the call's timeout (_config.split_timeout).
-    backoff = ExponentialBackoff(cap=config.retry_backoff_max, base=config.retry_backoff)
-    return _Retry(backoff, config.retries)
+    return _Retry(retry_backoff(config), config.retries)
 
 
 def _connection_kwargs(config: RedisConfig) -> dict[str, Any]:
@@ -347,14 +351,8 @@ async def execute_once(
     connection = await pool.get_connection()
     try:
         # redis-py's pool skips its own check of pooled connections when maintenance
-        # notifications are "auto" (its default), so check here: bytes or EOF waiting on an
-        # idle RESP2 connection mean the server closed it (e.g. a restart). Reconnect first.
-        try:
-            stale = await connection.can_read()
-        except (rex.ConnectionError, OSError):
-            stale = True
-        if stale:
-            log.debug("a pooled connection was closed by the server: reconnecting first")
+        # notifications are "auto" (its default), so check here. Reconnect first.
+        if await _closed_by_server(connection):
             await connection.disconnect()
             await connection.connect()  # with the connection's retries: nothing is sent yet
         await connection.send_command(*args)
@@ -384,14 +382,12 @@ async def _ready_connection(node: ClusterNode, retries: int, backoff: AbstractBa
     for failures in range(1, retries + 2):
         connection: Any = node.acquire_connection()
         try:
-            if connection.is_connected and not _marked_for_reconnect(connection):
-                try:
-                    stale = await connection.can_read()  # bytes or EOF on an idle connection
-                except (rex.ConnectionError, OSError):
-                    stale = True
-                if not stale:
-                    return
-                log.debug("a pooled connection was closed by the server: reconnecting first")
+            if (
+                connection.is_connected
+                and not _marked_for_reconnect(connection)
+                and not await _closed_by_server(connection)
+            ):
+                return
             await connection.disconnect()
             if failures > retries:
                 return  # the command connects: the call's last attempt
@@ -405,6 +401,18 @@ async def _ready_connection(node: ClusterNode, retries: int, backoff: AbstractBa
         finally:
             _put_first(node, connection)
         await asyncio.sleep(backoff.compute(failures))
+
+
+async def _closed_by_server(connection: Any) -> bool:
+    """Whether an idle pooled connection was closed by the server (e.g. a restart): bytes or
+    EOF waiting on an idle RESP2 connection mean it was."""
+    try:
+        stale = bool(await connection.can_read())
+    except (rex.ConnectionError, OSError):
+        stale = True
+    if stale:
+        log.debug("a pooled connection was closed by the server: reconnecting first")
+    return stale
 
 
 def _marked_for_reconnect(connection: Any) -> bool:

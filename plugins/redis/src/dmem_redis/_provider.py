@@ -26,10 +26,9 @@ from dmem._invalidation import InvalidationChannel, InvalidationListener
 from dmem.coalescing import Coalescer
 from dmem.provider import Entry
 from dmem.sharing import Lease
-from redis.backoff import ExponentialBackoff
 
 from . import _coordination
-from ._client import execute_once, log, map_error
+from ._client import execute_once, log, map_error, retry_backoff
 from ._config import RedisConfig
 from ._invalidation import RedisInvalidation
 from ._layout import Layout, tag_suffix
@@ -95,9 +94,7 @@ class RedisProvider:
         # execute_once's connection retries in a cluster (redis-py's cluster connections
         # make none): the same count and backoff as every other call's.
         self._once_retries = config.retries
-        self._once_backoff = ExponentialBackoff(
-            cap=config.retry_backoff_max, base=config.retry_backoff
-        )
+        self._once_backoff = retry_backoff(config)
         # Standalone and Sentinel: every set_many/delete_many is one script on one server.
         # Cluster: one script per bucket, so a batch is atomic per bucket only.
         self.atomic_batches = not self._cluster
